@@ -1,0 +1,165 @@
+/*
+ * vdk.h - libvdk, an open library for VMware virtual disks (VMDK).
+ *
+ * Modelled on VMware's VixDiskLib: open a disk (a chain of links, each link a
+ * descriptor plus extents), read it, query its metadata and allocation.
+ *
+ * Conventions
+ *  - Functions return 0 on success and a negative vdk_status on failure;
+ *    I/O functions return a byte count or a negative vdk_status.
+ *  - Control-path functions take an optional vdk_error* that receives a
+ *    one-line message naming the file and the field at fault.
+ *  - A vdk_disk may be read from many threads at once.
+ *  - Offsets and lengths are in bytes; capacity is always a multiple of 512.
+ */
+#ifndef VDK_H
+#define VDK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vdk_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VDK_VERSION_STRING "0.1.0"
+
+typedef enum vdk_status {
+    VDK_OK = 0,
+    VDK_E_INVAL = 1,        /* invalid argument */
+    VDK_E_NOMEM = 2,        /* out of memory */
+    VDK_E_NOENT = 3,        /* a named file does not exist */
+    VDK_E_IO = 4,           /* the store failed to read or write */
+    VDK_E_CORRUPT = 5,      /* on-disk structures are damaged or inconsistent */
+    VDK_E_UNSUPPORTED = 6,  /* valid, but a feature this version cannot handle */
+    VDK_E_ESCAPE = 7,       /* a name would leave the store (absolute, "..", symlink) */
+    VDK_E_ACCESS = 8,       /* permission denied or NOACCESS extent */
+    VDK_E_CID_MISMATCH = 9, /* a child's parentCID differs from its parent's CID */
+    VDK_E_CHAIN = 10,       /* parent chain loops or is too deep */
+    VDK_E_RDONLY = 11,      /* the disk or link is read-only */
+    VDK_E_NOSPC = 12,       /* no space left in the store */
+    VDK_E_RANGE = 13,       /* offset or size beyond the disk's capacity */
+    VDK_E_EXISTS = 14,      /* the target already exists */
+    VDK_E_BUFSMALL = 15,    /* the caller's buffer is too small; see *needed */
+    VDK_E_NOTFOUND = 16,    /* no such metadata key */
+} vdk_status;
+
+/* Static English text for a status (positive or negative). */
+VDK_API const char *vdk_strerror(int status);
+/* The errno value closest to a status (for FUSE and POSIX callers). */
+VDK_API int vdk_errno(int status);
+
+typedef struct vdk_error {
+    int code;          /* negative vdk_status, 0 when no error */
+    char message[512]; /* one line, no trailing newline */
+} vdk_error;
+
+typedef struct vdk_disk vdk_disk;
+
+/* Flags for vdk_open. */
+enum {
+    VDK_OPEN_RDONLY = 1u << 0,      /* read-only (the only mode for now) */
+    VDK_OPEN_SINGLE_LINK = 1u << 1, /* do not open the parent chain */
+    VDK_OPEN_IGNORE_CID = 1u << 2,  /* accept parentCID != parent's CID */
+};
+
+/* Open the disk whose descriptor (or monolithic file) is at 'path'.  The
+ * directory holding it becomes the store: extents and parents must lie
+ * beneath it. */
+VDK_API int vdk_open(const char *path, unsigned flags, vdk_disk **out, vdk_error *err);
+
+/* Open the disk named 'name' inside 'store'.  The store must outlive the
+ * disk; vdk_close does not destroy it. */
+VDK_API int vdk_open_store(vdk_store *store, const char *name, unsigned flags, vdk_disk **out,
+                   vdk_error *err);
+
+/* Close a disk opened by vdk_open*, with its whole chain. */
+VDK_API void vdk_close(vdk_disk *disk);
+
+/* The parent link of 'disk' (NULL at the base).  It stays valid until the
+ * child is closed, and reading it gives the disk as of that link. */
+VDK_API vdk_disk *vdk_parent(const vdk_disk *disk);
+
+/* Capacity in bytes. */
+VDK_API uint64_t vdk_capacity(const vdk_disk *disk);
+
+/* Read len bytes at off into buf through the chain.  Returns the number of
+ * bytes read, which is short only when the range passes the capacity, or a
+ * negative vdk_status (details in vdk_last_error). Thread-safe. */
+VDK_API int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off);
+
+/* The message of the most recent failure on this disk's data path. */
+VDK_API void vdk_last_error(vdk_disk *disk, vdk_error *err);
+
+#define VDK_NAME_MAX 1024
+
+typedef struct vdk_info {
+    char name[VDK_NAME_MAX];        /* store name of the descriptor file */
+    char create_type[64];           /* createType as written */
+    uint64_t capacity;              /* bytes */
+    char adapter[32];               /* ddb.adapterType, "" if absent */
+    int hw_version;                 /* ddb.virtualHWVersion, 0 if absent */
+    uint32_t cylinders, heads, sectors; /* ddb.geometry.*, 0 if absent */
+    uint32_t cid;                   /* content id */
+    uint32_t parent_cid;            /* 0xffffffff when there is no parent */
+    char parent_hint[VDK_NAME_MAX]; /* parentFileNameHint, "" if none */
+    char uuid[64];                  /* ddb.uuid, "" if absent */
+    unsigned extent_count;
+    unsigned chain_depth;           /* links from this one down to the base */
+    int descriptor_version;         /* "version=" of the descriptor */
+    int unclean;                    /* an extent header says uncleanShutdown */
+} vdk_info;
+
+VDK_API int vdk_get_info(const vdk_disk *disk, vdk_info *out);
+
+typedef struct vdk_extent_info {
+    char access[12];          /* RW, RDONLY, NOACCESS */
+    char type[16];            /* FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ... */
+    uint64_t sectors;         /* size in 512-byte sectors */
+    char file[VDK_NAME_MAX];  /* store name, "" for ZERO */
+    uint64_t offset;          /* FLAT offset in sectors */
+    char format[16];          /* on-disk format: flat, zero, hosted-sparse,
+                               * stream-optimized, cowd, sesparse */
+} vdk_extent_info;
+
+VDK_API int vdk_get_extent(const vdk_disk *disk, unsigned index, vdk_extent_info *out);
+
+/* Metadata (the descriptor's ddb keys, named without "ddb.").
+ * vdk_meta_keys fills buf with NUL-terminated names followed by one more
+ * NUL, as VixDiskLib_GetMetadataKeys does.  Both return -VDK_E_BUFSMALL with
+ * *needed set when buf is too small; buf may be NULL to ask the size. */
+VDK_API int vdk_meta_keys(const vdk_disk *disk, char *buf, size_t buflen, size_t *needed);
+VDK_API int vdk_meta_get(const vdk_disk *disk, const char *key, char *buf, size_t buflen,
+                 size_t *needed);
+
+/* Allocation map (VixDiskLib_QueryAllocatedBlocks, qemu-img map). */
+enum vdk_range_kind {
+    VDK_RANGE_DATA = 0, /* data stored in a link */
+    VDK_RANGE_ZERO = 1, /* reads as zeros by an explicit zero entry or extent */
+    VDK_RANGE_HOLE = 2, /* not allocated anywhere in the chain: reads zeros */
+};
+typedef struct vdk_range {
+    uint64_t offset, length; /* bytes */
+    int kind;                /* enum vdk_range_kind */
+    unsigned depth;          /* link that answers: 0 = the opened one */
+} vdk_range;
+typedef int (*vdk_range_cb)(void *arg, const vdk_range *r);
+
+enum {
+    VDK_MAP_THIS_LINK = 1u << 0, /* report this link only: HOLE where it
+                                  * falls through to its parent */
+};
+/* Walk [off, off+len) in order, merging neighbours of the same kind and
+ * depth; stops early when cb returns non-zero (and returns that value). */
+VDK_API int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_range_cb cb,
+            void *arg);
+
+/* Bytes of data allocated in this link alone (sum of DATA ranges). */
+VDK_API int vdk_allocated_bytes(vdk_disk *disk, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

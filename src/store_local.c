@@ -1,0 +1,305 @@
+/* The local directory store: names resolved beneath one root by the kernel. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "vdk_store.h"
+
+struct local_store {
+    vdk_store base;
+    int rootfd;
+    char root[PATH_MAX];
+};
+
+struct local_file {
+    vdk_file base;
+    int fd;
+};
+
+static int valid_name(const char *name)
+{
+    return name && name[0] != '/' && strlen(name) < PATH_MAX;
+}
+
+/* openat2 confines resolution (symlinks included) beneath the root. */
+static int open_beneath(struct local_store *s, const char *name, int flags, mode_t mode)
+{
+    if (!valid_name(name))
+        return -EXDEV;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    const char *n = *name ? name : ".";
+    long fd = syscall(SYS_openat2, s->rootfd, n, &how, sizeof(how));
+    if (fd < 0)
+        return -errno;
+    return (int)fd;
+}
+
+static int64_t lf_pread(vdk_file *f, void *buf, size_t len, uint64_t off)
+{
+    int fd = ((struct local_file *)f)->fd;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (int64_t)done;
+}
+
+static int64_t lf_pwrite(vdk_file *f, const void *buf, size_t len, uint64_t off)
+{
+    int fd = ((struct local_file *)f)->fd;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        done += (size_t)n;
+    }
+    return (int64_t)done;
+}
+
+static int lf_flush(vdk_file *f)
+{
+    return fdatasync(((struct local_file *)f)->fd) < 0 ? -errno : 0;
+}
+
+static int lf_size(vdk_file *f, uint64_t *out)
+{
+    struct stat st;
+    if (fstat(((struct local_file *)f)->fd, &st) < 0)
+        return -errno;
+    *out = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int lf_truncate(vdk_file *f, uint64_t size)
+{
+    return ftruncate(((struct local_file *)f)->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+static void lf_close(vdk_file *f)
+{
+    close(((struct local_file *)f)->fd);
+    free(f);
+}
+
+static const struct vdk_file_ops local_file_ops = {
+    .version = 1,
+    .pread = lf_pread,
+    .pwrite = lf_pwrite,
+    .flush = lf_flush,
+    .size = lf_size,
+    .truncate = lf_truncate,
+    .close = lf_close,
+};
+
+static int ls_open(vdk_store *st, const char *name, unsigned flags, vdk_file **out)
+{
+    int oflags = (flags & VDK_STORE_WRITE) ? O_RDWR : O_RDONLY;
+    if (flags & VDK_STORE_CREATE)
+        oflags |= O_CREAT;
+    if (flags & VDK_STORE_EXCL)
+        oflags |= O_EXCL;
+    int fd = open_beneath((struct local_store *)st, name, oflags, 0644);
+    if (fd < 0)
+        return fd;
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return -EISDIR;
+    }
+    struct local_file *f = calloc(1, sizeof(*f));
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    f->base.ops = &local_file_ops;
+    f->fd = fd;
+    *out = &f->base;
+    return 0;
+}
+
+static int ls_stat(vdk_store *st, const char *name, struct vdk_stat *out)
+{
+    int fd = open_beneath((struct local_store *)st, name, O_PATH, 0);
+    if (fd < 0)
+        return fd;
+    struct stat sb;
+    int r = fstat(fd, &sb) < 0 ? -errno : 0;
+    close(fd);
+    if (r == 0) {
+        out->size = (uint64_t)sb.st_size;
+        out->is_dir = S_ISDIR(sb.st_mode);
+        out->mtime = (int64_t)sb.st_mtime;
+    }
+    return r;
+}
+
+static int ls_list(vdk_store *st, const char *dir, vdk_list_cb cb, void *arg)
+{
+    int fd = open_beneath((struct local_store *)st, dir, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return fd;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        struct stat sb;
+        struct vdk_stat vs = {0};
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            vs.size = (uint64_t)sb.st_size;
+            vs.is_dir = S_ISDIR(sb.st_mode);
+            vs.mtime = (int64_t)sb.st_mtime;
+        }
+        r = cb(arg, de->d_name, &vs);
+    }
+    closedir(d);
+    return r;
+}
+
+/* Open the directory holding 'name' beneath the root; *base gets the last
+ * component.  Used so rename/unlink cannot be redirected by symlinks. */
+static int parent_dir(struct local_store *s, const char *name, const char **base)
+{
+    if (!valid_name(name) || !*name)
+        return -EXDEV;
+    const char *slash = strrchr(name, '/');
+    char dir[PATH_MAX];
+    if (slash) {
+        memcpy(dir, name, (size_t)(slash - name));
+        dir[slash - name] = '\0';
+        *base = slash + 1;
+    } else {
+        strcpy(dir, ".");
+        *base = name;
+    }
+    if (!**base || !strcmp(*base, ".") || !strcmp(*base, ".."))
+        return -EXDEV;
+    return open_beneath(s, dir, O_PATH | O_DIRECTORY, 0);
+}
+
+static int ls_rename(vdk_store *st, const char *from, const char *to)
+{
+    struct local_store *s = (struct local_store *)st;
+    const char *b1, *b2;
+    int d1 = parent_dir(s, from, &b1);
+    if (d1 < 0)
+        return d1;
+    int d2 = parent_dir(s, to, &b2);
+    if (d2 < 0) {
+        close(d1);
+        return d2;
+    }
+    int r = renameat(d1, b1, d2, b2) < 0 ? -errno : 0;
+    close(d1);
+    close(d2);
+    return r;
+}
+
+static int ls_unlink(vdk_store *st, const char *name)
+{
+    const char *b;
+    int d = parent_dir((struct local_store *)st, name, &b);
+    if (d < 0)
+        return d;
+    int r = unlinkat(d, b, 0) < 0 ? -errno : 0;
+    close(d);
+    return r;
+}
+
+static int ls_sync_dir(vdk_store *st, const char *dir)
+{
+    int fd = open_beneath((struct local_store *)st, dir, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return fd;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+static int ls_relativize(vdk_store *st, const char *abs, char *out, size_t outlen)
+{
+    struct local_store *s = (struct local_store *)st;
+    size_t n = strlen(s->root);
+    if (abs[0] != '/' || strncmp(abs, s->root, n) != 0)
+        return -EXDEV;
+    const char *rest = abs + n;
+    if (n > 1) {
+        if (*rest != '/')
+            return -EXDEV;
+        rest++;
+    }
+    if (strlen(rest) + 1 > outlen)
+        return -ENAMETOOLONG;
+    strcpy(out, rest);
+    return 0;
+}
+
+static void ls_destroy(vdk_store *st)
+{
+    struct local_store *s = (struct local_store *)st;
+    close(s->rootfd);
+    free(s);
+}
+
+static const struct vdk_store_ops local_store_ops = {
+    .version = 1,
+    .open = ls_open,
+    .stat = ls_stat,
+    .list = ls_list,
+    .rename = ls_rename,
+    .unlink = ls_unlink,
+    .sync_dir = ls_sync_dir,
+    .relativize = ls_relativize,
+    .destroy = ls_destroy,
+};
+
+int vdk_store_local_new(const char *root, vdk_store **out)
+{
+    struct local_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (!realpath(root, s->root)) {
+        int e = -errno;
+        free(s);
+        return e;
+    }
+    s->rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (s->rootfd < 0) {
+        int e = -errno;
+        free(s);
+        return e;
+    }
+    s->base.ops = &local_store_ops;
+    *out = &s->base;
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* Shared helpers of the vdk command line. */
+#ifndef VDK_CLI_H
+#define VDK_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vdk.h"
+
+extern const char *cli_cmd; /* "vdk info" etc., for messages */
+
+/* Print "vdk CMD: message" on stderr; returns 1 (the exit status). */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Options every disk-opening subcommand accepts. */
+struct open_opts {
+    unsigned flags;
+};
+
+/* Handle a shared option; returns 1 if it was one. */
+int cli_open_option(int opt, struct open_opts *o);
+#define CLI_OPEN_LONGOPTS {"ignore-cid", no_argument, NULL, 'C'}, \
+                          {"single-link", no_argument, NULL, 'L'}
+#define CLI_OPEN_HELP \
+    "  --ignore-cid    open even when a parentCID does not match its parent's CID\n" \
+    "  --single-link   open only this link, not its parents\n"
+
+/* Open a disk read-only or print the error; NULL on failure. */
+vdk_disk *cli_open(const char *path, const struct open_opts *o);
+
+/* Print a JSON string literal (with quotes). */
+void json_str(FILE *f, const char *s);
+
+/* "1.5 GiB" */
+const char *human_size(uint64_t bytes, char *buf, size_t len);
+
+/* Progress line on stderr when it is a terminal. */
+struct progress {
+    int on;
+    uint64_t total;
+    int last_pct;
+};
+void progress_init(struct progress *p, uint64_t total, int enabled);
+void progress_update(struct progress *p, uint64_t done);
+void progress_done(struct progress *p);
+
+int cmd_info(int argc, char **argv);
+int cmd_meta(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+
+#endif

@@ -1,0 +1,161 @@
+/* vdk info: what a disk is. */
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "Usage: vdk info [--json] [OPTIONS] DISK\n\n"
+    "Show a disk's create type, capacity, adapter, hardware version, geometry,\n"
+    "content ids, parent chain, extents and the bytes allocated in its top link.\n"
+    "DISK is a descriptor or a monolithic file; its parents are opened through\n"
+    "parentFileNameHint and must lie in the same folder tree.\n\n"
+    "Options:\n"
+    "  --json          machine-readable output\n" CLI_OPEN_HELP
+    "  -h, --help      this text\n";
+
+static void print_extents_json(vdk_disk *d)
+{
+    vdk_info info;
+    vdk_get_info(d, &info);
+    printf("[");
+    for (unsigned i = 0; i < info.extent_count; i++) {
+        vdk_extent_info x;
+        vdk_get_extent(d, i, &x);
+        printf("%s{\"access\": \"%s\", \"type\": \"%s\", \"sectors\": %llu, \"file\": ",
+               i ? ", " : "", x.access, x.type, (unsigned long long)x.sectors);
+        if (x.file[0])
+            json_str(stdout, x.file);
+        else
+            printf("null");
+        printf(", \"offset\": %llu, \"format\": \"%s\"}", (unsigned long long)x.offset,
+               x.format);
+    }
+    printf("]");
+}
+
+static void print_json(vdk_disk *d, uint64_t allocated)
+{
+    vdk_info in;
+    vdk_get_info(d, &in);
+    printf("{\n  \"name\": ");
+    json_str(stdout, in.name);
+    printf(",\n  \"createType\": ");
+    json_str(stdout, in.create_type);
+    printf(",\n  \"capacity\": %llu,\n  \"adapterType\": ", (unsigned long long)in.capacity);
+    json_str(stdout, in.adapter);
+    printf(",\n  \"hwVersion\": %d,\n", in.hw_version);
+    printf("  \"geometry\": {\"cylinders\": %u, \"heads\": %u, \"sectors\": %u},\n", in.cylinders,
+           in.heads, in.sectors);
+    printf("  \"cid\": \"%08x\",\n  \"parentCid\": \"%08x\",\n  \"parent\": ", in.cid,
+           in.parent_cid);
+    if (in.parent_hint[0])
+        json_str(stdout, in.parent_hint);
+    else
+        printf("null");
+    printf(",\n  \"uuid\": ");
+    json_str(stdout, in.uuid);
+    printf(",\n  \"descriptorVersion\": %d,\n  \"unclean\": %s,\n", in.descriptor_version,
+           in.unclean ? "true" : "false");
+    printf("  \"allocated\": %llu,\n  \"chainDepth\": %u,\n  \"extents\": ",
+           (unsigned long long)allocated, in.chain_depth);
+    print_extents_json(d);
+    printf(",\n  \"chain\": [");
+    for (vdk_disk *l = d; l; l = vdk_parent(l)) {
+        vdk_info li;
+        vdk_get_info(l, &li);
+        printf("%s\n    {\"name\": ", l == d ? "" : ",");
+        json_str(stdout, li.name);
+        printf(", \"createType\": ");
+        json_str(stdout, li.create_type);
+        printf(", \"cid\": \"%08x\", \"parentCid\": \"%08x\", \"extents\": ", li.cid,
+               li.parent_cid);
+        print_extents_json(l);
+        printf("}");
+    }
+    printf("\n  ]\n}\n");
+}
+
+static void print_text(vdk_disk *d, uint64_t allocated)
+{
+    vdk_info in;
+    vdk_get_info(d, &in);
+    char h[32];
+    printf("disk:           %s\n", in.name);
+    printf("create type:    %s\n", in.create_type);
+    printf("capacity:       %llu bytes (%s)\n", (unsigned long long)in.capacity,
+           human_size(in.capacity, h, sizeof(h)));
+    printf("allocated:      %llu bytes in this link (%s)\n", (unsigned long long)allocated,
+           human_size(allocated, h, sizeof(h)));
+    if (in.adapter[0])
+        printf("adapter:        %s\n", in.adapter);
+    if (in.hw_version)
+        printf("hw version:     %d\n", in.hw_version);
+    if (in.heads)
+        printf("geometry:       %u/%u/%u (C/H/S)\n", in.cylinders, in.heads, in.sectors);
+    if (in.uuid[0])
+        printf("uuid:           %s\n", in.uuid);
+    printf("CID:            %08x\n", in.cid);
+    if (in.parent_hint[0]) {
+        printf("parent CID:     %08x\n", in.parent_cid);
+        printf("parent:         %s\n", in.parent_hint);
+    }
+    if (in.unclean)
+        printf("state:          unclean (not closed cleanly)\n");
+    printf("extents:\n");
+    for (unsigned i = 0; i < in.extent_count; i++) {
+        vdk_extent_info x;
+        vdk_get_extent(d, i, &x);
+        printf("  %-8s %12llu %-10s %s", x.access, (unsigned long long)x.sectors, x.type,
+               x.file[0] ? x.file : "-");
+        if (x.offset)
+            printf(" @%llu", (unsigned long long)x.offset);
+        printf(" (%s)\n", x.format);
+    }
+    if (in.chain_depth > 1) {
+        printf("chain (%u links, top first):\n", in.chain_depth);
+        for (vdk_disk *l = d; l; l = vdk_parent(l)) {
+            vdk_info li;
+            vdk_get_info(l, &li);
+            printf("  %s  %s  CID %08x\n", li.name, li.create_type, li.cid);
+        }
+    }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, CLI_OPEN_LONGOPTS,
+        {0}};
+    struct open_opts oo = {0};
+    int json = 0, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (cli_open_option(c, &oo))
+            continue;
+        if (c == 'j')
+            json = 1;
+        else if (c == 'h')
+            return fputs(help, stdout), 0;
+        else
+            return fputs(help, stderr), 2;
+    }
+    if (optind != argc - 1)
+        return cli_error("expects one DISK (see --help)"), 2;
+    vdk_disk *d = cli_open(argv[optind], &oo);
+    if (!d)
+        return 1;
+    uint64_t allocated = 0;
+    int r = vdk_allocated_bytes(d, &allocated);
+    if (r < 0) {
+        vdk_error e;
+        vdk_last_error(d, &e);
+        vdk_close(d);
+        return cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
+    }
+    if (json)
+        print_json(d, allocated);
+    else
+        print_text(d, allocated);
+    vdk_close(d);
+    return 0;
+}

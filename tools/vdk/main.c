@@ -1,0 +1,55 @@
+/* vdk: command line for VMware virtual disks. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "show a disk's type, capacity, chain and extents"},
+    {"meta", cmd_meta, "list or read the disk database (ddb) keys"},
+    {"map", cmd_map, "show which byte ranges are allocated, and in which link"},
+    {"clone", cmd_clone, "copy a disk (flattening its chain) into a new file"},
+    {"convert", cmd_clone, "same as clone"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: vdk COMMAND [OPTIONS] ARGS...\n"
+               "       vdk COMMAND --help\n\n"
+               "Work with VMware virtual disks (VMDK): every createType, redo-log chains,\n"
+               "COWD (vmfsSparse) and seSparse snapshots.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nExit status is 0 on success; otherwise one line on stderr says why.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(c, "--version") || !strcmp(c, "-V")) {
+        printf("vdk %s\n", VDK_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++) {
+        if (!strcmp(c, commands[i].name)) {
+            static char cmd[32];
+            snprintf(cmd, sizeof(cmd), "vdk %s", c);
+            cli_cmd = cmd;
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "vdk: unknown command '%s' (try 'vdk --help')\n", c);
+    return 2;
+}

@@ -1,0 +1,347 @@
+/* Descriptor parser.  Lenient where real files vary (CRLF, trailing blanks,
+ * quotes optional, section comments missing, case of keywords), strict where
+ * safety needs it (sizes, NUL bytes, extent names). */
+#include "descriptor.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "util.h"
+
+static const char *const access_names[] = {"RW", "RDONLY", "NOACCESS"};
+static const char *const type_names[] = {"FLAT",       "SPARSE",  "ZERO",    "VMFS",
+                                         "VMFSSPARSE", "VMFSRDM", "VMFSRAW", "SESPARSE"};
+
+const char *desc_access_name(int access)
+{
+    return (unsigned)access < 3 ? access_names[access] : "?";
+}
+
+const char *desc_type_name(int type)
+{
+    return (unsigned)type < sizeof(type_names) / sizeof(*type_names) ? type_names[type] : "?";
+}
+
+const char *desc_canonical_create_type(const char *t)
+{
+    if (!strcasecmp(t, "2GbMaxExtentSparse"))
+        return "twoGbMaxExtentSparse";
+    if (!strcasecmp(t, "2GbMaxExtentFlat"))
+        return "twoGbMaxExtentFlat";
+    return t;
+}
+
+void desc_free(struct descriptor *d)
+{
+    if (!d)
+        return;
+    for (unsigned i = 0; i < d->n_lines; i++) {
+        free(d->lines[i].key);
+        free(d->lines[i].value);
+        free(d->lines[i].raw);
+    }
+    for (unsigned i = 0; i < d->n_ext; i++)
+        free(d->ext[i].file);
+    free(d->lines);
+    free(d->ext);
+    free(d);
+}
+
+const char *desc_get(const struct descriptor *d, const char *key)
+{
+    const char *v = NULL;
+    for (unsigned i = 0; i < d->n_lines; i++) {
+        const struct desc_line *l = &d->lines[i];
+        if ((l->kind == LINE_HEADER || l->kind == LINE_DDB) && !strcasecmp(l->key, key))
+            v = l->value; /* the last definition wins, as in VMware's parser */
+    }
+    return v;
+}
+
+static char *dup_range(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+struct parser {
+    struct descriptor *d;
+    const char *fname;
+    unsigned lineno;
+    vdk_error *err;
+};
+
+static int add_line(struct parser *p, struct desc_line l)
+{
+    struct descriptor *d = p->d;
+    if ((d->n_lines & (d->n_lines - 1)) == 0) {
+        unsigned cap = d->n_lines ? d->n_lines * 2 : 16;
+        void *n = realloc(d->lines, cap * sizeof(*d->lines));
+        if (!n)
+            return -VDK_E_NOMEM;
+        d->lines = n;
+    }
+    d->lines[d->n_lines++] = l;
+    return 0;
+}
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 19)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Next whitespace-separated token of [*s, end). */
+static size_t token(const char **s, const char *end, const char **tok)
+{
+    while (*s < end && isspace((unsigned char)**s))
+        (*s)++;
+    *tok = *s;
+    while (*s < end && !isspace((unsigned char)**s))
+        (*s)++;
+    return (size_t)(*s - *tok);
+}
+
+static int lookup(const char *tok, size_t n, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (strlen(names[i]) == n && !strncasecmp(tok, names[i], n))
+            return i;
+    return -1;
+}
+
+static int parse_extent(struct parser *p, const char *s, const char *end, int access)
+{
+    const char *tok;
+    size_t n = token(&s, end, &tok); /* access, already known */
+    struct desc_extent e = {.access = access};
+    n = token(&s, end, &tok);
+    if (parse_u64(tok, n, &e.sectors) < 0 || e.sectors == 0 || e.sectors > DESC_MAX_SECTORS)
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: extent size '%.*s' is not a valid "
+                        "sector count", p->fname, p->lineno, (int)n, tok);
+    n = token(&s, end, &tok);
+    e.type = lookup(tok, n, type_names, (int)(sizeof(type_names) / sizeof(*type_names)));
+    if (e.type < 0)
+        return vdk_fail(p->err, VDK_E_UNSUPPORTED, "%s: line %u: unknown extent type '%.*s'",
+                        p->fname, p->lineno, (int)n, tok);
+    while (s < end && isspace((unsigned char)*s))
+        s++;
+    if (s < end) {
+        const char *name;
+        size_t nl;
+        if (*s == '"') {
+            name = ++s;
+            while (s < end && *s != '"')
+                s++;
+            if (s == end)
+                return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: unterminated quote in "
+                                "extent file name", p->fname, p->lineno);
+            nl = (size_t)(s++ - name);
+        } else {
+            nl = token(&s, end, &name);
+        }
+        if (nl == 0)
+            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: empty extent file name",
+                            p->fname, p->lineno);
+        if (!(e.file = dup_range(name, nl)))
+            return -VDK_E_NOMEM;
+        n = token(&s, end, &tok);
+        if (n && (parse_u64(tok, n, &e.offset) < 0 || e.offset > DESC_MAX_SECTORS)) {
+            free(e.file);
+            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: extent offset '%.*s' is not "
+                            "a valid sector number", p->fname, p->lineno, (int)n, tok);
+        }
+    }
+    if (!e.file && e.type != ET_ZERO)
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: %s extent without a file name",
+                        p->fname, p->lineno, type_names[e.type]);
+    struct descriptor *d = p->d;
+    if (d->n_ext >= DESC_MAX_EXTENTS) {
+        free(e.file);
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: more than %u extents", p->fname,
+                        DESC_MAX_EXTENTS);
+    }
+    void *ne = realloc(d->ext, (d->n_ext + 1) * sizeof(*d->ext));
+    if (!ne) {
+        free(e.file);
+        return -VDK_E_NOMEM;
+    }
+    d->ext = ne;
+    d->ext[d->n_ext] = e;
+    int r = add_line(p, (struct desc_line){.kind = LINE_EXTENT, .extent = d->n_ext});
+    if (r == 0)
+        d->n_ext++;
+    else
+        free(e.file);
+    return r;
+}
+
+static int valid_key(const char *k, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)k[i]) && !strchr("._-", k[i]))
+            return 0;
+    return 1;
+}
+
+static int parse_keyval(struct parser *p, const char *s, const char *end, const char *eq)
+{
+    const char *ke = eq;
+    while (ke > s && isspace((unsigned char)ke[-1]))
+        ke--;
+    const char *v = eq + 1;
+    while (v < end && isspace((unsigned char)*v))
+        v++;
+    const char *ve = end;
+    if (v < ve && *v == '"') {
+        v++;
+        /* Up to the last quote, so a value holding quotes survives. */
+        const char *q = ve;
+        while (q > v && q[-1] != '"')
+            q--;
+        if (q > v)
+            ve = q - 1;
+    }
+    struct desc_line l = {.kind = strncasecmp(s, "ddb.", 4) ? LINE_HEADER : LINE_DDB};
+    l.key = dup_range(s, (size_t)(ke - s));
+    l.value = dup_range(v, (size_t)(ve - v));
+    int r = (l.key && l.value) ? add_line(p, l) : -VDK_E_NOMEM;
+    if (r < 0) {
+        free(l.key);
+        free(l.value);
+    }
+    return r;
+}
+
+static int parse_line(struct parser *p, const char *s, const char *end)
+{
+    while (s < end && isspace((unsigned char)*s))
+        s++;
+    while (end > s && isspace((unsigned char)end[-1]))
+        end--;
+    const char *tok = s;
+    const char *t = s;
+    size_t n = token(&t, end, &tok);
+    int access = lookup(tok, n, access_names, 3);
+    if (s < end && *s != '#' && access >= 0)
+        return parse_extent(p, s, end, access);
+    const char *eq = memchr(s, '=', (size_t)(end - s));
+    if (s < end && *s != '#' && eq) {
+        const char *ke = eq;
+        while (ke > s && isspace((unsigned char)ke[-1]))
+            ke--;
+        if (valid_key(s, (size_t)(ke - s)))
+            return parse_keyval(p, s, end, eq);
+    }
+    /* Comments, blanks and lines we do not understand are kept verbatim. */
+    struct desc_line l = {.kind = LINE_RAW, .raw = dup_range(s, (size_t)(end - s))};
+    if (!l.raw)
+        return -VDK_E_NOMEM;
+    int r = add_line(p, l);
+    if (r < 0)
+        free(l.raw);
+    return r;
+}
+
+static int parse_hex32(const char *v, uint32_t *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 8)
+        return -1;
+    uint32_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = tolower((unsigned char)v[i]);
+        if (!isxdigit(c))
+            return -1;
+        x = x << 4 | (uint32_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
+    }
+    *out = x;
+    return 0;
+}
+
+static int interpret_header(struct parser *p)
+{
+    struct descriptor *d = p->d;
+    const char *v;
+    d->version = 1;
+    if ((v = desc_get(d, "version")) != NULL) {
+        char *e;
+        long x = strtol(v, &e, 10);
+        if (*e || x < 1 || x > 3)
+            return vdk_fail(p->err, VDK_E_UNSUPPORTED, "%s: descriptor version '%s' is not "
+                            "1, 2 or 3", p->fname, v);
+        d->version = (int)x;
+    }
+    d->cid = 0xffffffffu;
+    if ((v = desc_get(d, "CID")) && parse_hex32(v, &d->cid) < 0)
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: CID '%s' is not a 32-bit hex number",
+                        p->fname, v);
+    d->parent_cid = 0xffffffffu;
+    if ((v = desc_get(d, "parentCID")) && parse_hex32(v, &d->parent_cid) < 0)
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: parentCID '%s' is not a 32-bit hex "
+                        "number", p->fname, v);
+    d->create_type = desc_get(d, "createType");
+    if (!d->create_type)
+        d->create_type = "";
+    d->parent_hint = desc_get(d, "parentFileNameHint");
+    if (d->parent_hint && !*d->parent_hint)
+        d->parent_hint = NULL;
+    if (d->n_ext == 0)
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: descriptor has no extent lines", p->fname);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < d->n_ext; i++) {
+        total += d->ext[i].sectors;
+        if (total > DESC_MAX_SECTORS)
+            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: extents add up to more than %llu "
+                            "sectors", p->fname, (unsigned long long)DESC_MAX_SECTORS);
+    }
+    return 0;
+}
+
+int desc_parse(const char *text, size_t len, const char *fname, struct descriptor **out,
+               vdk_error *err)
+{
+    const char *nul = memchr(text, '\0', len);
+    if (nul)
+        len = (size_t)(nul - text);
+    if (len > DESC_MAX_BYTES)
+        return vdk_fail(err, VDK_E_CORRUPT, "%s: descriptor larger than %u bytes", fname,
+                        DESC_MAX_BYTES);
+    struct parser p = {.fname = fname, .err = err};
+    if (!(p.d = calloc(1, sizeof(*p.d))))
+        return -VDK_E_NOMEM;
+    const char *s = text, *end = text + len;
+    int r = 0;
+    while (r == 0 && s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *le = nl ? nl : end;
+        p.lineno++;
+        r = parse_line(&p, s, le);
+        s = nl ? nl + 1 : end;
+    }
+    if (r == 0)
+        r = interpret_header(&p);
+    if (r < 0) {
+        if (r == -VDK_E_NOMEM)
+            vdk_fail(err, VDK_E_NOMEM, "%s: out of memory parsing the descriptor", fname);
+        desc_free(p.d);
+        return r;
+    }
+    *out = p.d;
+    return 0;
+}

@@ -1,0 +1,110 @@
+/* The VMDK engine's internal model: a disk is a chain of links; a link is a
+ * descriptor plus extents; an extent is served by one driver. */
+#ifndef VDK_ENGINE_H
+#define VDK_ENGINE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "descriptor.h"
+#include "mcache.h"
+#include "vdk.h"
+
+#define CHAIN_MAX_DEPTH 255u
+#define MCACHE_BUDGET (8u << 20)
+
+/* What a driver says about a byte range of its extent. */
+enum run_kind {
+    RUN_DATA,     /* stored uncompressed at file_off in the extent's file */
+    RUN_ZERO,     /* reads as zeros; hides the parent */
+    RUN_HOLE,     /* not allocated here: the parent answers (zeros at the base) */
+    RUN_INDIRECT, /* stored in a form only the driver can read (compressed) */
+};
+
+struct run {
+    int kind;
+    uint64_t len;      /* > 0 and <= the length asked */
+    uint64_t file_off; /* RUN_DATA only */
+};
+
+struct extent;
+
+/* One table per on-disk format (flat, zero, hosted sparse, COWD, seSparse). */
+struct extent_ops {
+    const char *format;
+    /* Validate the file's headers and set up e->priv. */
+    int (*open)(struct extent *e, vdk_error *err);
+    /* Describe [off, off+len) (bytes into the extent).  Data-path errors are
+     * reported through disk_fail(). */
+    int (*status)(struct extent *e, uint64_t off, uint64_t len, struct run *r);
+    /* Read a RUN_INDIRECT range (never crossing what status() returned). */
+    int (*read_indirect)(struct extent *e, uint64_t off, void *buf, size_t len);
+    void (*close)(struct extent *e);
+};
+
+extern const struct extent_ops extent_flat_ops;
+extern const struct extent_ops extent_zero_ops;
+extern const struct extent_ops extent_kdmv_ops;
+extern const struct extent_ops extent_cowd_ops;
+extern const struct extent_ops extent_sesparse_ops;
+
+struct extent {
+    const struct extent_ops *ops;
+    struct vdk_disk *disk;
+    const struct desc_extent *d; /* its descriptor line */
+    uint64_t start, size;        /* bytes within the disk */
+    char *name;                  /* store name of its file, NULL for ZERO */
+    vdk_file *file;              /* NULL for ZERO */
+    int owns_file;               /* 0 when it is the descriptor's own file */
+    uint64_t fid;                /* metadata cache id */
+    uint64_t file_size;
+    const char *format; /* ops->format unless the driver says better */
+    void *priv;
+};
+
+struct vdk_disk {
+    vdk_store *store;
+    vdk_store *owned_store; /* set when vdk_open made the store */
+    char *name;
+    unsigned flags;
+    struct descriptor *desc;
+    vdk_file *desc_file; /* the file the descriptor was read from */
+    int desc_embedded;   /* descriptor lives inside a sparse extent */
+    struct extent *ext;
+    unsigned n_ext;
+    uint64_t capacity;
+    struct vdk_disk *parent;
+    unsigned depth; /* 1 at the base */
+    struct mcache *mc;
+    int owns_mc;
+    int unclean;
+    pthread_mutex_t err_lock;
+    vdk_error last;
+};
+
+/* Open one link and, unless VDK_OPEN_SINGLE_LINK, its parents. */
+int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_disk **out,
+               vdk_error *err);
+void chain_close(struct vdk_disk *d);
+
+/* Record a data-path failure on the disk (kept for vdk_last_error) and
+ * return -code. */
+int disk_fail(struct vdk_disk *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Resolve what answers [off, off+len) of the disk as seen from link d:
+ * *link and *ext receive the link and extent (ext NULL beyond a shorter
+ * parent's capacity, which reads zeros), r the run.  With this_link_only,
+ * a hole stops at d instead of descending. */
+int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_only,
+                  struct vdk_disk **link, struct extent **ext, struct run *r);
+
+int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off);
+
+/* Helpers for drivers: read a little-endian table entry through the cache. */
+int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
+int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);
+/* Read exactly len bytes at off from the extent's file; short is corrupt. */
+int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off);
+
+#endif
