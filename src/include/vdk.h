@@ -120,7 +120,7 @@ typedef struct vdk_extent_info {
     uint64_t sectors;         /* size in 512-byte sectors */
     char file[VDK_NAME_MAX];  /* store name, "" for ZERO */
     uint64_t offset;          /* FLAT offset in sectors */
-    char format[16];          /* on-disk format: flat, zero, hosted-sparse,
+    char format[24];          /* on-disk format: flat, zero, hosted-sparse,
                                * stream-optimized, cowd, sesparse */
 } vdk_extent_info;
 
