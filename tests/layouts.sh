@@ -112,4 +112,16 @@ for i in range(0, size, g):
 open("kid.full", "wb").write(out)
 PY
 check sesparse-child kid.vmdk kid.full qemu
+# A parent in a sibling folder: refused by default, reachable with --root
+mkdir -p vm1 vm2
+qemu-img create -q -f vmdk vm2/base.vmdk 4M
+qemu-io -c 'write -P 0x42 0 64k' vm2/base.vmdk >/dev/null
+qemu-img create -q -f vmdk -b ../vm2/base.vmdk -F vmdk vm1/kid.vmdk
+if "$vdk" info vm1/kid.vmdk 2>err.txt; then fail "sibling parent opened without --root"; fi
+grep -q "outside" err.txt || fail "sibling parent: unclear error: $(cat err.txt)"
+"$vdk" clone -q --root . -t raw vm1/kid.vmdk kid-root.raw
+qemu-img convert -O raw vm1/kid.vmdk kid-root.ref
+cmp kid-root.raw kid-root.ref || fail "--root chain read differs"
+if "$vdk" info --root vm2 vm1/kid.vmdk 2>/dev/null; then fail "--root accepted a disk outside it"; fi
+echo "ok: --root"
 echo "all layout checks passed"

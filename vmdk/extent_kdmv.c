@@ -273,19 +273,24 @@ static int kdmv_read_indirect(struct extent *e, uint64_t off, void *buf, size_t 
             return 0;
         }
     }
-    struct zslot *s = &k->slots[k->next_slot++ % ZSLOTS];
-    if (!s->buf && !(s->buf = malloc(k->grain))) {
-        pthread_mutex_unlock(&k->zlock);
-        return -VDK_E_NOMEM;
-    }
-    s->gte = 0;
-    rc = inflate_grain(e, k, gte, s->buf);
-    if (rc == 0) {
-        s->gte = gte;
-        memcpy(buf, s->buf + in, len);
-    }
     pthread_mutex_unlock(&k->zlock);
-    return rc;
+    /* Inflate outside the lock so threads reading other grains go on. */
+    unsigned char *g = malloc(k->grain);
+    if (!g)
+        return -VDK_E_NOMEM;
+    rc = inflate_grain(e, k, gte, g);
+    if (rc < 0) {
+        free(g);
+        return rc;
+    }
+    memcpy(buf, g + in, len);
+    pthread_mutex_lock(&k->zlock);
+    struct zslot *s = &k->slots[k->next_slot++ % ZSLOTS];
+    free(s->buf);
+    s->buf = g;
+    s->gte = gte;
+    pthread_mutex_unlock(&k->zlock);
+    return 0;
 }
 
 static void kdmv_close(struct extent *e)

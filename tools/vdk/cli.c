@@ -1,8 +1,12 @@
 /* Shared helpers of the vdk command line. */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 const char *cli_cmd = "vdk";
@@ -27,15 +31,63 @@ int cli_open_option(int opt, struct open_opts *o)
     case 'L':
         o->flags |= VDK_OPEN_SINGLE_LINK;
         return 1;
+    case 'R':
+        o->root = optarg;
+        return 1;
     }
     return 0;
+}
+
+static int set_err(vdk_error *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(vdk_error *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return e->code = -code;
+}
+
+/* Open path inside a store rooted at o->root. */
+static int open_under_root(const char *path, const struct open_opts *o, vdk_disk **d,
+                           vdk_store **st, vdk_error *err)
+{
+    char root[PATH_MAX], full[PATH_MAX];
+    if (!realpath(o->root, root))
+        return set_err(err, VDK_E_NOENT, "%s: %s", o->root, strerror(errno));
+    if (!realpath(path, full))
+        return set_err(err, VDK_E_NOENT, "%s: %s", path, strerror(errno));
+    size_t n = strlen(root);
+    if (strncmp(full, root, n) != 0 || (n > 1 && full[n] != '/'))
+        return set_err(err, VDK_E_ESCAPE, "%s is not beneath --root %s", path, o->root);
+    int r = vdk_store_local_new(root, st);
+    if (r < 0)
+        return set_err(err, VDK_E_IO, "%s: %s", root, strerror(-r));
+    r = vdk_open_store(*st, full + n + (n > 1), o->flags | VDK_OPEN_RDONLY, d, err);
+    if (r < 0) {
+        (*st)->ops->destroy(*st);
+        *st = NULL;
+    }
+    return r;
+}
+
+static vdk_store *root_store; /* the --root store, destroyed by cli_close */
+
+void cli_close(vdk_disk *d)
+{
+    vdk_close(d);
+    if (root_store)
+        root_store->ops->destroy(root_store);
+    root_store = NULL;
 }
 
 vdk_disk *cli_open(const char *path, const struct open_opts *o)
 {
     vdk_disk *d = NULL;
     vdk_error err = {0};
-    int r = vdk_open(path, o->flags | VDK_OPEN_RDONLY, &d, &err);
+    int r = o->root ? open_under_root(path, o, &d, &root_store, &err)
+                    : vdk_open(path, o->flags | VDK_OPEN_RDONLY, &d, &err);
     if (r < 0) {
         cli_error("%s", err.message[0] ? err.message : vdk_strerror(r));
         return NULL;

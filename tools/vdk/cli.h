@@ -15,18 +15,24 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Options every disk-opening subcommand accepts. */
 struct open_opts {
     unsigned flags;
+    const char *root; /* --root: the folder parents and extents may come from */
 };
 
 /* Handle a shared option; returns 1 if it was one. */
 int cli_open_option(int opt, struct open_opts *o);
 #define CLI_OPEN_LONGOPTS {"ignore-cid", no_argument, NULL, 'C'}, \
-                          {"single-link", no_argument, NULL, 'L'}
+                          {"single-link", no_argument, NULL, 'L'}, \
+                          {"root", required_argument, NULL, 'R'}
 #define CLI_OPEN_HELP \
     "  --ignore-cid    open even when a parentCID does not match its parent's CID\n" \
-    "  --single-link   open only this link, not its parents\n"
+    "  --single-link   open only this link, not its parents\n" \
+    "  --root DIR      let extents and parents come from anywhere beneath DIR (default:\n" \
+    "                  the disk's own folder); nothing outside it is ever opened\n"
 
 /* Open a disk read-only or print the error; NULL on failure. */
 vdk_disk *cli_open(const char *path, const struct open_opts *o);
+/* Close what cli_open opened. */
+void cli_close(vdk_disk *d);
 
 /* Print a JSON string literal (with quotes). */
 void json_str(FILE *f, const char *s);

@@ -112,7 +112,7 @@ int cmd_clone(int argc, char **argv)
     cp.fd = open(cp.out, O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), 0644);
     if (cp.fd < 0) {
         int e = errno;
-        vdk_close(cp.d);
+        cli_close(cp.d);
         if (e == EEXIST)
             return cli_error("%s exists (use --force to overwrite)", cp.out);
         return cli_error("%s: %s", cp.out, strerror(e));
@@ -140,6 +140,6 @@ int cmd_clone(int argc, char **argv)
     if (rc != 0)
         unlink(cp.out);
     free(cp.buf);
-    vdk_close(cp.d);
+    cli_close(cp.d);
     return rc;
 }

@@ -149,13 +149,13 @@ int cmd_info(int argc, char **argv)
     if (r < 0) {
         vdk_error e;
         vdk_last_error(d, &e);
-        vdk_close(d);
+        cli_close(d);
         return cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
     }
     if (json)
         print_json(d, allocated);
     else
         print_text(d, allocated);
-    vdk_close(d);
+    cli_close(d);
     return 0;
 }

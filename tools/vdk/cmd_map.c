@@ -84,6 +84,6 @@ int cmd_map(int argc, char **argv)
         vdk_last_error(o.d, &e);
         rc = cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
     }
-    vdk_close(o.d);
+    cli_close(o.d);
     return rc;
 }

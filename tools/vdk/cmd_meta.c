@@ -95,6 +95,6 @@ int cmd_meta(int argc, char **argv)
     } else {
         rc = list(d, json);
     }
-    vdk_close(d);
+    cli_close(d);
     return rc;
 }
