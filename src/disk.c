@@ -46,14 +46,25 @@ int vdk_open(const char *path, unsigned flags, vdk_disk **out, vdk_error *err)
     return 0;
 }
 
-void vdk_close(vdk_disk *disk)
+int vdk_close(vdk_disk *disk)
 {
     if (!disk)
-        return;
+        return 0;
     vdk_store *st = disk->owned_store;
-    chain_close(disk);
+    int r = chain_close_checked(disk);
     if (st)
         st->ops->destroy(st);
+    return r;
+}
+
+int64_t vdk_write(vdk_disk *disk, const void *buf, size_t len, uint64_t off)
+{
+    return chain_write(disk, buf, len, off);
+}
+
+int vdk_flush(vdk_disk *disk)
+{
+    return chain_flush(disk);
 }
 
 vdk_disk *vdk_parent(const vdk_disk *disk)

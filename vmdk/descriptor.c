@@ -4,6 +4,8 @@
 #include "descriptor.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -159,6 +161,7 @@ static int parse_extent(struct parser *p, const char *s, const char *end, int ac
         if (!(e.file = dup_range(name, nl)))
             return -VDK_E_NOMEM;
         n = token(&s, end, &tok);
+        e.has_offset = n != 0;
         if (n && (parse_u64(tok, n, &e.offset) < 0 || e.offset > DESC_MAX_SECTORS)) {
             free(e.file);
             return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: extent offset '%.*s' is not "
@@ -208,7 +211,8 @@ static int parse_keyval(struct parser *p, const char *s, const char *end, const 
     while (v < end && isspace((unsigned char)*v))
         v++;
     const char *ve = end;
-    if (v < ve && *v == '"') {
+    int quoted = v < ve && *v == '"';
+    if (quoted) {
         v++;
         /* Up to the last quote, so a value holding quotes survives. */
         const char *q = ve;
@@ -217,7 +221,8 @@ static int parse_keyval(struct parser *p, const char *s, const char *end, const 
         if (q > v)
             ve = q - 1;
     }
-    struct desc_line l = {.kind = strncasecmp(s, "ddb.", 4) ? LINE_HEADER : LINE_DDB};
+    struct desc_line l = {.kind = strncasecmp(s, "ddb.", 4) ? LINE_HEADER : LINE_DDB,
+                          .quoted = quoted, .spaced = ke < eq};
     l.key = dup_range(s, (size_t)(ke - s));
     l.value = dup_range(v, (size_t)(ve - v));
     int r = (l.key && l.value) ? add_line(p, l) : -VDK_E_NOMEM;
@@ -277,6 +282,7 @@ static int parse_hex32(const char *v, uint32_t *out)
 static int interpret_header(struct parser *p)
 {
     struct descriptor *d = p->d;
+    p->lineno = 0;
     const char *v;
     d->version = 1;
     if ((v = desc_get(d, "version")) != NULL) {
@@ -344,4 +350,111 @@ int desc_parse(const char *text, size_t len, const char *fname, struct descripto
     }
     *out = p.d;
     return 0;
+}
+
+static int append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < *cap - *len) {
+            *len += (size_t)n;
+            return 0;
+        }
+        char *nb = realloc(*buf, *cap * 2 + (size_t)n);
+        if (!nb)
+            return -1;
+        *buf = nb;
+        *cap = *cap * 2 + (size_t)n;
+    }
+}
+
+char *desc_format(const struct descriptor *d)
+{
+    size_t len = 0, cap = 1024;
+    char *b = malloc(cap);
+    int r = b ? 0 : -1;
+    for (unsigned i = 0; r == 0 && i < d->n_lines; i++) {
+        const struct desc_line *l = &d->lines[i];
+        if (l->kind == LINE_RAW) {
+            r = append(&b, &len, &cap, "%s\n", l->raw);
+        } else if (l->kind == LINE_EXTENT) {
+            const struct desc_extent *e = &d->ext[l->extent];
+            r = append(&b, &len, &cap, "%s %llu %s", access_names[e->access],
+                       (unsigned long long)e->sectors, type_names[e->type]);
+            if (r == 0 && e->file)
+                r = append(&b, &len, &cap, " \"%s\"", e->file);
+            if (r == 0 && e->has_offset)
+                r = append(&b, &len, &cap, " %llu", (unsigned long long)e->offset);
+            if (r == 0)
+                r = append(&b, &len, &cap, "\n");
+        } else {
+            const char *q = l->quoted ? "\"" : "";
+            r = append(&b, &len, &cap, "%s%s%s%s%s\n", l->key, l->spaced ? " = " : "=", q,
+                       l->value, q);
+        }
+    }
+    if (r < 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static int safe_value(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == '"' || *p == 0x7f)
+            return 0;
+    return strlen(v) < 4096;
+}
+
+int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error *err)
+{
+    if (!valid_key(key, strlen(key)) || strlen(key) > 200)
+        return vdk_fail(err, VDK_E_INVAL, "'%s' is not a valid key name", key);
+    if (!safe_value(value))
+        return vdk_fail(err, VDK_E_INVAL, "value for %s holds a quote, a line break or a "
+                        "control character (or is longer than 4095 bytes)", key);
+    char *nv = strdup(value);
+    if (!nv)
+        return -VDK_E_NOMEM;
+    int kind = strncasecmp(key, "ddb.", 4) ? LINE_HEADER : LINE_DDB;
+    int found = -1, last_same = -1;
+    for (unsigned i = 0; i < d->n_lines; i++) {
+        if (d->lines[i].kind == kind)
+            last_same = (int)i;
+        if (d->lines[i].kind == kind && !strcasecmp(d->lines[i].key, key))
+            found = (int)i;
+    }
+    if (found >= 0) {
+        free(d->lines[found].value);
+        d->lines[found].value = nv;
+    } else {
+        struct desc_line l = {.kind = kind, .key = strdup(key), .value = nv, .quoted = 1,
+                              .spaced = kind == LINE_DDB};
+        /* header numbers are written bare, as VMware does */
+        if (kind == LINE_HEADER && (!strcasecmp(key, "CID") || !strcasecmp(key, "parentCID") ||
+                                    !strcasecmp(key, "version")))
+            l.quoted = 0;
+        struct parser p = {.d = d};
+        if (!l.key || add_line(&p, l) < 0) {
+            free(l.key);
+            free(nv);
+            return -VDK_E_NOMEM;
+        }
+        /* move it after the last line of its kind (or keep it at the end) */
+        unsigned at = last_same >= 0 ? (unsigned)last_same + 1 : d->n_lines - 1;
+        struct desc_line moved = d->lines[d->n_lines - 1];
+        memmove(&d->lines[at + 1], &d->lines[at], (d->n_lines - 1 - at) * sizeof(*d->lines));
+        d->lines[at] = moved;
+    }
+    struct parser p = {.d = d, .fname = "descriptor", .err = err};
+    return interpret_header(&p);
 }

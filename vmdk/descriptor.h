@@ -31,6 +31,7 @@ struct desc_extent {
     uint64_t sectors;
     char *file;       /* NULL for ZERO */
     uint64_t offset;  /* sectors into the file (FLAT, VMFS) */
+    int has_offset;   /* the line spelled the offset out */
 };
 
 enum line_kind { LINE_RAW, LINE_HEADER, LINE_EXTENT, LINE_DDB };
@@ -40,6 +41,8 @@ struct desc_line {
     char *key;  /* HEADER/DDB: key as written ("ddb.uuid") */
     char *value;/* HEADER/DDB: value without quotes */
     char *raw;  /* RAW: the line as read (no line ending) */
+    int quoted; /* HEADER/DDB: the value was written in quotes */
+    int spaced; /* HEADER/DDB: written "key = value" rather than "key=value" */
     unsigned extent; /* EXTENT: index into ext[] */
 };
 
@@ -59,6 +62,14 @@ struct descriptor {
 int desc_parse(const char *text, size_t len, const char *fname, struct descriptor **out,
                vdk_error *err);
 void desc_free(struct descriptor *d);
+
+/* The descriptor as text, every line kept (malloc'd, NUL-terminated). */
+char *desc_format(const struct descriptor *d);
+
+/* Set a header or ddb key (full name), adding it when absent.  Values with
+ * quotes, line breaks or control characters are refused (-VDK_E_INVAL), so
+ * a value can never inject descriptor lines. */
+int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error *err);
 
 /* Value of a header or ddb key (full key, e.g. "ddb.adapterType"), or NULL. */
 const char *desc_get(const struct descriptor *d, const char *key);

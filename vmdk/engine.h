@@ -39,6 +39,10 @@ struct extent_ops {
     int (*status)(struct extent *e, uint64_t off, uint64_t len, struct run *r);
     /* Read a RUN_INDIRECT range (never crossing what status() returned). */
     int (*read_indirect)(struct extent *e, uint64_t off, void *buf, size_t len);
+    /* Store [off, off+len), allocating as needed; NULL for read-only formats. */
+    int (*write)(struct extent *e, uint64_t off, const void *buf, size_t len);
+    /* Raise or lower the format's "open for writing" mark (may be NULL). */
+    int (*set_unclean)(struct extent *e, int unclean);
     void (*close)(struct extent *e);
 };
 
@@ -57,7 +61,7 @@ struct extent {
     vdk_file *file;              /* NULL for ZERO */
     int owns_file;               /* 0 when it is the descriptor's own file */
     uint64_t fid;                /* metadata cache id */
-    uint64_t file_size;
+    uint64_t file_size;          /* grows as grains are appended: use ext_file_size() */
     const char *format; /* ops->format unless the driver says better */
     void *priv;
 };
@@ -70,6 +74,7 @@ struct vdk_disk {
     struct descriptor *desc;
     vdk_file *desc_file; /* the file the descriptor was read from */
     int desc_embedded;   /* descriptor lives inside a sparse extent */
+    uint64_t desc_off, desc_room; /* embedded: its byte range (0 room: none) */
     struct extent *ext;
     unsigned n_ext;
     uint64_t capacity;
@@ -78,6 +83,9 @@ struct vdk_disk {
     struct mcache *mc;
     int owns_mc;
     int unclean;
+    int writable;          /* opened for writing (top link only) */
+    int cid_changed;       /* the CID was renewed since open */
+    pthread_mutex_t meta_lock; /* descriptor changes */
     pthread_mutex_t err_lock;
     vdk_error last;
 };
@@ -101,10 +109,39 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
 
 int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off);
 
+/* The extent holding byte off (off < d->capacity). */
+struct extent *link_find_extent(struct vdk_disk *d, uint64_t off);
+
+int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t off);
+int chain_flush(struct vdk_disk *d);
+/* Flush, lower the unclean marks and close; returns the first error. */
+int chain_close_checked(struct vdk_disk *d);
+
+/* Rewrite the link's descriptor (in place when embedded, else by an atomic
+ * replace of its file).  Called with meta_lock held. */
+int link_write_descriptor(struct vdk_disk *d, vdk_error *err);
+
 /* Helpers for drivers: read a little-endian table entry through the cache. */
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);
 /* Read exactly len bytes at off from the extent's file; short is corrupt. */
 int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off);
+/* What the links below this extent's link hold at [off, off+len) of the
+ * extent (zeros at the base). */
+int ext_read_below(struct extent *e, uint64_t off, void *buf, size_t len);
+
+static inline uint64_t ext_file_size(const struct extent *e)
+{
+    return __atomic_load_n(&e->file_size, __ATOMIC_ACQUIRE);
+}
+
+/* Note that the file now reaches at least 'end'. */
+static inline void ext_grow_size(struct extent *e, uint64_t end)
+{
+    uint64_t cur = ext_file_size(e);
+    while (cur < end && !__atomic_compare_exchange_n(&e->file_size, &cur, end, 0,
+                                                     __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+        ;
+}
 
 #endif

@@ -4,18 +4,14 @@
 #include <stdlib.h>
 
 #include "engine.h"
+#include "sparse32.h"
 #include "util.h"
 
 #define COWD_GTES 4096u
 #define COWD_MAX_GRAIN 2048u
 #define COWD_MAX_GD (32u << 20)
-
-struct cowd {
-    uint64_t grain;    /* bytes */
-    uint64_t gt_cover; /* bytes per grain table */
-    uint64_t gd_off;   /* bytes */
-    uint64_t gd_entries;
-};
+#define COWD_FREE_SECTOR 28   /* header: next free sector */
+#define COWD_UNCLEAN 1648     /* header: uncleanShutdown (u32) */
 
 static int cowd_open(struct extent *e, vdk_error *err)
 {
@@ -37,67 +33,70 @@ static int cowd_open(struct extent *e, vdk_error *err)
     if (e->d->sectors > sectors)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: descriptor gives %llu sectors, the COWD header "
                         "only %u", e->name, (unsigned long long)e->d->sectors, sectors);
-    struct cowd *c = calloc(1, sizeof(*c));
-    if (!c)
+    struct s32 *t = calloc(1, sizeof(*t));
+    if (!t)
         return -VDK_E_NOMEM;
-    e->priv = c;
-    c->grain = (uint64_t)grain * SECTOR;
-    c->gt_cover = c->grain * COWD_GTES;
-    c->gd_off = (uint64_t)gd_off * SECTOR;
-    c->gd_entries = gd_entries;
-    uint64_t need = (e->size + c->gt_cover - 1) / c->gt_cover;
+    s32_init(t);
+    e->priv = t;
+    t->grain = (uint64_t)grain * SECTOR;
+    t->n_gtes = COWD_GTES;
+    t->gt_cover = t->grain * COWD_GTES;
+    t->gt_bytes = COWD_GTES * 4;
+    t->gd_off = (uint64_t)gd_off * SECTOR;
+    t->gd_entries = gd_entries;
+    t->min_grain = 4 * SECTOR;
+    uint64_t need = (e->size + t->gt_cover - 1) / t->gt_cover;
     if (gd_entries < need || gd_entries > COWD_MAX_GD)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: COWD directory has %u entries, %llu are needed",
                         e->name, gd_entries, (unsigned long long)need);
-    if (gd_off < 4 || c->gd_off + (uint64_t)gd_entries * 4 > e->file_size)
+    if (gd_off < 4 || t->gd_off + (uint64_t)gd_entries * 4 > e->file_size)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: COWD directory (sector %u, %u entries) lies "
                         "outside the file", e->name, gd_off, gd_entries);
+    if (le32(h + COWD_UNCLEAN))
+        e->disk->unclean = 1;
+    uint64_t free_at = (uint64_t)le32(h + COWD_FREE_SECTOR) * SECTOR;
+    t->alloc_next = (e->file_size + SECTOR - 1) / SECTOR * SECTOR;
+    if (free_at > t->alloc_next && free_at <= e->file_size + t->grain)
+        t->alloc_next = free_at;
     return 0;
 }
 
 static int cowd_status(struct extent *e, uint64_t off, uint64_t len, struct run *r)
 {
-    struct cowd *c = e->priv;
-    uint64_t gi = off / c->grain;
-    uint32_t gde, gte;
-    int rc = ext_read_u32(e, c->gd_off + gi / COWD_GTES * 4, &gde);
-    if (rc < 0)
-        return rc;
-    if (gde == 0) {
-        uint64_t end = (gi / COWD_GTES + 1) * c->gt_cover;
-        *r = (struct run){.kind = RUN_HOLE, .len = min_u64(len, end - off)};
-        return 0;
+    return s32_status(e, e->priv, off, len, r);
+}
+
+static int cowd_write(struct extent *e, uint64_t off, const void *buf, size_t len)
+{
+    return s32_write(e, e->priv, off, buf, len);
+}
+
+static int put_header_u32(struct extent *e, uint64_t at, uint32_t v)
+{
+    unsigned char b[4];
+    put_le32(b, v);
+    int64_t w = e->file->ops->pwrite(e->file, b, 4, at);
+    return w < 0 ? vdk_status_from_errno((int)w) : 0;
+}
+
+/* On open for writing the flag goes up; on clean close it comes down, with
+ * freeSector brought up to date so ESXi appends after our grains. */
+static int cowd_set_unclean(struct extent *e, int unclean)
+{
+    struct s32 *t = e->priv;
+    int r = 0;
+    if (!unclean) {
+        pthread_mutex_lock(&t->lock);
+        r = put_header_u32(e, COWD_FREE_SECTOR, (uint32_t)(t->alloc_next / SECTOR));
+        pthread_mutex_unlock(&t->lock);
     }
-    uint64_t gt = (uint64_t)gde * SECTOR;
-    uint64_t gt_end = (gi / COWD_GTES + 1) * COWD_GTES;
-    *r = (struct run){.kind = RUN_HOLE, .len = 0};
-    /* Merge following grains of the same table that continue the run. */
-    while (r->len < len && gi < gt_end) {
-        if ((rc = ext_read_u32(e, gt + (gi % COWD_GTES) * 4, &gte)) < 0)
-            return rc;
-        uint64_t at = gi * c->grain;
-        uint64_t pos = off + r->len;
-        uint64_t n = min_u64(len - r->len, at + c->grain - pos);
-        int kind = gte ? RUN_DATA : RUN_HOLE;
-        uint64_t fo = (uint64_t)gte * SECTOR + (pos - at);
-        if (gte && (gte < 4 || fo + n > e->file_size))
-            return disk_fail(e->disk, VDK_E_CORRUPT, "%s: grain for offset %llu points to "
-                             "sector %u, %s", e->name, (unsigned long long)pos, gte,
-                             gte < 4 ? "inside the header" : "past the end of the file");
-        if (r->len && (kind != r->kind || (kind == RUN_DATA && fo != r->file_off + r->len)))
-            break;
-        if (!r->len) {
-            r->kind = kind;
-            r->file_off = fo;
-        }
-        r->len += n;
-        gi++;
-    }
-    return 0;
+    return r ? r : put_header_u32(e, COWD_UNCLEAN, unclean ? 1 : 0);
 }
 
 static void cowd_close(struct extent *e)
 {
+    if (e->priv)
+        s32_destroy(e->priv);
     free(e->priv);
 }
 
@@ -105,5 +104,7 @@ const struct extent_ops extent_cowd_ops = {
     .format = "cowd",
     .open = cowd_open,
     .status = cowd_status,
+    .write = cowd_write,
+    .set_unclean = cowd_set_unclean,
     .close = cowd_close,
 };

@@ -20,10 +20,22 @@ static int flat_status(struct extent *e, uint64_t off, uint64_t len, struct run 
     return 0;
 }
 
+static int flat_write(struct extent *e, uint64_t off, const void *buf, size_t len)
+{
+    uint64_t at = e->d->offset * SECTOR + off;
+    int64_t w = e->file->ops->pwrite(e->file, buf, len, at);
+    if (w < 0)
+        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: write of %zu bytes at "
+                         "%llu failed: %s", e->name, len, (unsigned long long)at,
+                         strerror((int)-w));
+    return 0;
+}
+
 const struct extent_ops extent_flat_ops = {
     .format = "flat",
     .open = flat_open,
     .status = flat_status,
+    .write = flat_write,
 };
 
 static int zero_open(struct extent *e, vdk_error *err)

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "engine.h"
 #include "util.h"
@@ -137,6 +139,8 @@ static int read_descriptor(struct vdk_disk *d, vdk_error *err)
                             "sector %llu is out of bounds", d->name, (unsigned long long)dsize,
                             (unsigned long long)doff);
         size_t len = (size_t)dsize * SECTOR;
+        d->desc_off = doff * SECTOR;
+        d->desc_room = len;
         char *text = malloc(len);
         if (!text)
             return -VDK_E_NOMEM;
@@ -221,7 +225,8 @@ static int open_extent(struct vdk_disk *d, struct extent *e, vdk_error *err)
         int r = resolve_name(d, d->name, de->file, name, sizeof(name), "extent", err);
         if (r < 0)
             return r;
-        r = d->store->ops->open(d->store, name, VDK_STORE_READ, &e->file);
+        r = d->store->ops->open(d->store, name,
+                                d->writable ? VDK_STORE_WRITE : VDK_STORE_READ, &e->file);
         if (r < 0)
             return store_err(err, r, "opening extent", name);
         e->owns_file = 1;
@@ -267,24 +272,28 @@ static void close_link(struct vdk_disk *d)
     if (d->owns_mc)
         mcache_free(d->mc);
     pthread_mutex_destroy(&d->err_lock);
+    pthread_mutex_destroy(&d->meta_lock);
     free(d->name);
     free(d);
 }
 
-static int open_link(vdk_store *st, const char *name, unsigned flags, struct mcache *mc,
-                     struct vdk_disk **out, vdk_error *err)
+static int open_link(vdk_store *st, const char *name, unsigned flags, int writable,
+                     struct mcache *mc, struct vdk_disk **out, vdk_error *err)
 {
     struct vdk_disk *d = calloc(1, sizeof(*d));
     if (!d)
         return vdk_fail(err, VDK_E_NOMEM, "out of memory");
     pthread_mutex_init(&d->err_lock, NULL);
+    pthread_mutex_init(&d->meta_lock, NULL);
     d->store = st;
     d->flags = flags;
+    d->writable = writable;
     d->mc = mc;
     d->name = strdup(name);
     int r = d->name ? 0 : -VDK_E_NOMEM;
     if (r == 0) {
-        r = st->ops->open(st, name, VDK_STORE_READ, &d->desc_file);
+        r = st->ops->open(st, name, writable ? VDK_STORE_WRITE : VDK_STORE_READ,
+                          &d->desc_file);
         if (r < 0) {
             d->desc_file = NULL;
             r = store_err(err, r, "opening", name);
@@ -354,7 +363,7 @@ static int open_parent(struct vdk_disk *top, struct vdk_disk *cur, unsigned flag
         return vdk_fail(err, VDK_E_CHAIN, "%s: parent chain deeper than %u links", top->name,
                         CHAIN_MAX_DEPTH);
     struct vdk_disk *p;
-    r = open_link(top->store, pname, flags, top->mc, &p, err);
+    r = open_link(top->store, pname, flags, 0, top->mc, &p, err);
     if (r < 0)
         return wrap_parent(err, r, cur->name);
     cur->parent = p;
@@ -362,6 +371,23 @@ static int open_parent(struct vdk_disk *top, struct vdk_disk *cur, unsigned flag
         return vdk_fail(err, VDK_E_CID_MISMATCH, "%s: parentCID %08x does not match CID %08x "
                         "of its parent %s (the parent changed after the child was made)",
                         cur->name, cur->desc->parent_cid, p->desc->cid, pname);
+    return 0;
+}
+
+/* Raise or lower every extent's "open for writing" mark, durably. */
+static int mark_unclean(struct vdk_disk *d, int unclean, vdk_error *err)
+{
+    for (unsigned i = 0; i < d->n_ext; i++) {
+        struct extent *e = &d->ext[i];
+        if (!e->ops->set_unclean || e->d->access != EA_RW)
+            continue;
+        int r = e->ops->set_unclean(e, unclean);
+        if (r == 0)
+            r = vdk_status_from_errno(e->file->ops->flush(e->file));
+        if (r < 0)
+            return vdk_fail(err, r, "%s: cannot %s the uncleanShutdown mark: %s", e->name,
+                            unclean ? "set" : "clear", vdk_strerror(r));
+    }
     return 0;
 }
 
@@ -374,7 +400,7 @@ int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_di
     if (!mc)
         return vdk_fail(err, VDK_E_NOMEM, "out of memory");
     struct vdk_disk *top;
-    int r = open_link(store, name, flags, mc, &top, err);
+    int r = open_link(store, name, flags, !(flags & VDK_OPEN_RDONLY), mc, &top, err);
     if (r < 0) {
         mcache_free(mc);
         return r;
@@ -393,6 +419,188 @@ int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_di
         n++;
     for (struct vdk_disk *l = top; l; l = l->parent)
         l->depth = n--;
+    if (top->writable && (r = mark_unclean(top, 1, err)) < 0) {
+        chain_close(top);
+        return r;
+    }
     *out = top;
     return 0;
+}
+
+int ext_read_below(struct extent *e, uint64_t off, void *buf, size_t len)
+{
+    struct vdk_disk *p = e->disk->parent;
+    int64_t got = p ? chain_read(p, buf, len, e->start + off) : 0;
+    if (got < 0) {
+        vdk_error pe;
+        vdk_last_error(p, &pe);
+        return disk_fail(e->disk, (int)got, "reading the parent: %s", pe.message);
+    }
+    memset((char *)buf + got, 0, len - (size_t)got);
+    return 0;
+}
+
+/* Where the descriptor's file lives, for the directory sync after a replace. */
+static void dir_of(const char *name, char *out, size_t n)
+{
+    const char *slash = strrchr(name, '/');
+    snprintf(out, n, "%.*s", slash ? (int)(slash - name) : 0, name);
+}
+
+static int replace_file(struct vdk_disk *d, const char *text, size_t len, vdk_error *err)
+{
+    char tmp[VDK_NAME_MAX + 16], dir[VDK_NAME_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.vdk-new", d->name);
+    vdk_file *f;
+    int r = d->store->ops->open(d->store, tmp, VDK_STORE_WRITE | VDK_STORE_CREATE, &f);
+    if (r < 0)
+        return store_err(err, r, "creating", tmp);
+    r = f->ops->truncate(f, 0);
+    if (r == 0) {
+        int64_t w = f->ops->pwrite(f, text, len, 0);
+        r = w < 0 ? (int)w : 0;
+    }
+    if (r == 0)
+        r = f->ops->flush(f);
+    f->ops->close(f);
+    if (r == 0)
+        r = d->store->ops->rename(d->store, tmp, d->name);
+    dir_of(d->name, dir, sizeof(dir));
+    if (r == 0)
+        r = d->store->ops->sync_dir(d->store, dir);
+    if (r < 0) {
+        d->store->ops->unlink(d->store, tmp);
+        return store_err(err, r, "replacing the descriptor", d->name);
+    }
+    return 0;
+}
+
+int link_write_descriptor(struct vdk_disk *d, vdk_error *err)
+{
+    char *text = desc_format(d->desc);
+    if (!text)
+        return vdk_fail(err, VDK_E_NOMEM, "out of memory");
+    size_t len = strlen(text);
+    int r;
+    if (!d->desc_embedded) {
+        r = replace_file(d, text, len, err);
+    } else if (d->desc_room == 0) {
+        r = vdk_fail(err, VDK_E_UNSUPPORTED, "%s: this sparse file has no descriptor area",
+                     d->name);
+    } else if (len > d->desc_room) {
+        r = vdk_fail(err, VDK_E_NOSPC, "%s: the descriptor (%zu bytes) no longer fits the %llu "
+                     "bytes reserved for it", d->name, len, (unsigned long long)d->desc_room);
+    } else {
+        /* In place, padded with NULs over the whole reserved area. */
+        char *area = calloc(1, (size_t)d->desc_room);
+        r = area ? 0 : -VDK_E_NOMEM;
+        if (r == 0) {
+            memcpy(area, text, len);
+            int64_t w = d->desc_file->ops->pwrite(d->desc_file, area, (size_t)d->desc_room,
+                                                  d->desc_off);
+            r = w < 0 ? (int)w : d->desc_file->ops->flush(d->desc_file);
+            if (r < 0)
+                r = store_err(err, r, "writing the descriptor of", d->name);
+            free(area);
+        }
+    }
+    free(text);
+    return r;
+}
+
+/* VMware gives a disk a new CID on its first change after each open, so
+ * children made before can tell their parent moved on. */
+static int renew_cid(struct vdk_disk *d)
+{
+    if (__atomic_load_n(&d->cid_changed, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&d->meta_lock);
+    int r = 0;
+    if (!d->cid_changed) {
+        uint32_t cid;
+        do {
+            if (getrandom(&cid, sizeof(cid), 0) != sizeof(cid))
+                cid = (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)d;
+        } while (cid == d->desc->cid || cid == 0xffffffffu);
+        char v[16];
+        snprintf(v, sizeof(v), "%08x", cid);
+        vdk_error err = {0};
+        r = desc_set(d->desc, "CID", v, &err);
+        if (r == 0)
+            r = link_write_descriptor(d, &err);
+        if (r < 0)
+            disk_fail(d, r, "%s", err.message);
+        else
+            __atomic_store_n(&d->cid_changed, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&d->meta_lock);
+    return r;
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t off)
+{
+    if (!d->writable)
+        return disk_fail(d, VDK_E_RDONLY, "%s: opened read-only", d->name);
+    if (off > d->capacity || len > d->capacity - off)
+        return disk_fail(d, VDK_E_RANGE, "%s: write of %zu bytes at %llu passes the capacity "
+                         "(%llu bytes)", d->name, len, (unsigned long long)off,
+                         (unsigned long long)d->capacity);
+    int r = len ? renew_cid(d) : 0;
+    size_t done = 0;
+    while (r == 0 && done < len) {
+        struct extent *e = link_find_extent(d, off + done);
+        size_t n = (size_t)min_u64(len - done, e->start + e->size - (off + done));
+        const unsigned char *p = (const unsigned char *)buf + done;
+        if (e->d->access != EA_RW)
+            r = disk_fail(d, VDK_E_RDONLY, "%s: extent %u is %s", d->name,
+                          (unsigned)(e - d->ext), desc_access_name(e->d->access));
+        else if (e->d->type == ET_ZERO)
+            r = all_zero(p, n) ? 0
+                               : disk_fail(d, VDK_E_UNSUPPORTED, "%s: extent %u is a ZERO "
+                                           "extent and cannot hold data", d->name,
+                                           (unsigned)(e - d->ext));
+        else if (!e->ops->write)
+            r = disk_fail(d, VDK_E_UNSUPPORTED, "%s: writing %s extents is not supported",
+                          e->name, e->format);
+        else
+            r = e->ops->write(e, off + done - e->start, p, n);
+        done += n;
+    }
+    return r < 0 ? r : (int64_t)len;
+}
+
+int chain_flush(struct vdk_disk *d)
+{
+    if (!d->writable)
+        return 0;
+    for (unsigned i = 0; i < d->n_ext; i++) {
+        struct extent *e = &d->ext[i];
+        if (!e->file)
+            continue;
+        int r = e->file->ops->flush(e->file);
+        if (r < 0)
+            return disk_fail(d, vdk_status_from_errno(r), "%s: flush failed: %s", e->name,
+                             strerror(-r));
+    }
+    return 0;
+}
+
+int chain_close_checked(struct vdk_disk *d)
+{
+    int r = 0;
+    if (d->writable) {
+        vdk_error err = {0};
+        r = chain_flush(d);
+        if (r == 0)
+            r = mark_unclean(d, 0, &err);
+        if (r < 0 && err.message[0])
+            disk_fail(d, r, "%s", err.message);
+    }
+    chain_close(d);
+    return r;
 }

@@ -22,6 +22,7 @@ struct shard {
     pthread_mutex_t lock;
     struct block **table;
     size_t buckets, count, max;
+    uint64_t gen; /* bumped by every write, so a miss racing a write retries */
     struct block *head, *tail;
 };
 
@@ -136,49 +137,87 @@ int mcache_read(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, void
 {
     uint64_t index = off / MCACHE_BLOCK;
     struct shard *s = &mc->shards[hash(fid, index) % SHARDS];
-    pthread_mutex_lock(&s->lock);
-    struct block *b = lookup(s, fid, index);
-    if (b) {
-        lru_unlink(s, b);
-        lru_push(s, b);
-        int r = copy_out(b, off, out, n);
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        struct block *b = lookup(s, fid, index);
+        if (b) {
+            lru_unlink(s, b);
+            lru_push(s, b);
+            int r = copy_out(b, off, out, n);
+            pthread_mutex_unlock(&s->lock);
+            return r;
+        }
+        uint64_t gen = s->gen;
+        pthread_mutex_unlock(&s->lock);
+
+        /* Miss: read outside the lock so other lookups go on meanwhile. */
+        struct block *nb = malloc(sizeof(*nb));
+        if (!nb)
+            return -VDK_E_NOMEM;
+        int64_t got = f->ops->pread(f, nb->data, MCACHE_BLOCK, index * MCACHE_BLOCK);
+        if (got < 0) {
+            free(nb);
+            return vdk_status_from_errno((int)got);
+        }
+        /* past the end of the file reads as zeros once the file grows */
+        memset(nb->data + got, 0, MCACHE_BLOCK - (size_t)got);
+        nb->fid = fid;
+        nb->index = index;
+        nb->valid = (uint32_t)got;
+        int r = copy_out(nb, off, out, n);
+
+        pthread_mutex_lock(&s->lock);
+        if (s->gen != gen) {
+            /* A write landed meanwhile: what we read may predate it. */
+            pthread_mutex_unlock(&s->lock);
+            free(nb);
+            continue;
+        }
+        if (lookup(s, fid, index)) {
+            free(nb); /* another thread filled it first */
+        } else {
+            size_t bucket = hash(fid, index) & (s->buckets - 1);
+            nb->hnext = s->table[bucket];
+            s->table[bucket] = nb;
+            lru_push(s, nb);
+            if (++s->count > s->max) {
+                struct block *old = s->tail;
+                lru_unlink(s, old);
+                hash_remove(s, old);
+                s->count--;
+                free(old);
+            }
+        }
         pthread_mutex_unlock(&s->lock);
         return r;
     }
-    pthread_mutex_unlock(&s->lock);
+}
 
-    /* Miss: read outside the lock so other lookups go on meanwhile. */
-    struct block *nb = malloc(sizeof(*nb));
-    if (!nb)
-        return -VDK_E_NOMEM;
-    int64_t got = f->ops->pread(f, nb->data, MCACHE_BLOCK, index * MCACHE_BLOCK);
-    if (got < 0) {
-        free(nb);
-        return vdk_status_from_errno((int)got);
-    }
-    nb->fid = fid;
-    nb->index = index;
-    nb->valid = (uint32_t)got;
-    int r = copy_out(nb, off, out, n);
-
-    pthread_mutex_lock(&s->lock);
-    if (lookup(s, fid, index)) {
-        free(nb); /* another thread filled it first */
-    } else {
-        size_t bucket = hash(fid, index) & (s->buckets - 1);
-        nb->hnext = s->table[bucket];
-        s->table[bucket] = nb;
-        lru_push(s, nb);
-        if (++s->count > s->max) {
-            struct block *old = s->tail;
-            lru_unlink(s, old);
-            hash_remove(s, old);
-            s->count--;
-            free(old);
+int mcache_write(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, const void *data,
+                 size_t n)
+{
+    int64_t w = f->ops->pwrite(f, data, n, off);
+    if (w < 0)
+        return vdk_status_from_errno((int)w);
+    /* Update every cached block the bytes touch; bump generations so that
+     * misses in flight re-read. */
+    for (uint64_t pos = off; pos < off + n;) {
+        uint64_t index = pos / MCACHE_BLOCK;
+        size_t in = (size_t)(pos % MCACHE_BLOCK);
+        size_t k = (size_t)min_u64(MCACHE_BLOCK - in, off + n - pos);
+        struct shard *s = &mc->shards[hash(fid, index) % SHARDS];
+        pthread_mutex_lock(&s->lock);
+        s->gen++;
+        struct block *b = lookup(s, fid, index);
+        if (b) {
+            memcpy(b->data + in, (const unsigned char *)data + (pos - off), k);
+            if (in + k > b->valid)
+                b->valid = (uint32_t)(in + k);
         }
+        pthread_mutex_unlock(&s->lock);
+        pos += k;
     }
-    pthread_mutex_unlock(&s->lock);
-    return r;
+    return 0;
 }
 
 void mcache_forget(struct mcache *mc, uint64_t fid)

@@ -25,6 +25,11 @@ uint64_t mcache_new_id(void);
 int mcache_read(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, void *out,
                 size_t n);
 
+/* Write n bytes at off through to the file and into any cached block, so
+ * readers never see a stale table entry. */
+int mcache_write(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, const void *data,
+                 size_t n);
+
 /* Drop every cached block of a file. */
 void mcache_forget(struct mcache *mc, uint64_t fid);
 

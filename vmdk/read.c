@@ -4,7 +4,7 @@
 #include "engine.h"
 #include "util.h"
 
-static struct extent *find_extent(struct vdk_disk *d, uint64_t off)
+struct extent *link_find_extent(struct vdk_disk *d, uint64_t off)
 {
     unsigned lo = 0, hi = d->n_ext;
     while (hi - lo > 1) {
@@ -29,7 +29,7 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
             *r = (struct run){.kind = RUN_ZERO, .len = limit};
             return 0;
         }
-        struct extent *e = find_extent(l, off);
+        struct extent *e = link_find_extent(l, off);
         uint64_t n = min_u64(limit, e->start + e->size - off);
         if (e->d->access == EA_NOACCESS)
             return disk_fail(d, VDK_E_ACCESS, "%s: extent %u is NOACCESS (offset %llu)",

@@ -60,7 +60,8 @@ typedef struct vdk_disk vdk_disk;
 
 /* Flags for vdk_open. */
 enum {
-    VDK_OPEN_RDONLY = 1u << 0,      /* read-only (the only mode for now) */
+    VDK_OPEN_RDONLY = 1u << 0,      /* read-only; without it the top link is
+                                     * opened for writing (its parents never) */
     VDK_OPEN_SINGLE_LINK = 1u << 1, /* do not open the parent chain */
     VDK_OPEN_IGNORE_CID = 1u << 2,  /* accept parentCID != parent's CID */
 };
@@ -75,8 +76,10 @@ VDK_API int vdk_open(const char *path, unsigned flags, vdk_disk **out, vdk_error
 VDK_API int vdk_open_store(vdk_store *store, const char *name, unsigned flags, vdk_disk **out,
                    vdk_error *err);
 
-/* Close a disk opened by vdk_open*, with its whole chain. */
-VDK_API void vdk_close(vdk_disk *disk);
+/* Close a disk opened by vdk_open*, with its whole chain.  A writable disk
+ * is flushed and its uncleanShutdown mark cleared first; a failure there is
+ * returned (the handle is freed regardless). */
+VDK_API int vdk_close(vdk_disk *disk);
 
 /* The parent link of 'disk' (NULL at the base).  It stays valid until the
  * child is closed, and reading it gives the disk as of that link. */
@@ -89,6 +92,15 @@ VDK_API uint64_t vdk_capacity(const vdk_disk *disk);
  * bytes read, which is short only when the range passes the capacity, or a
  * negative vdk_status (details in vdk_last_error). Thread-safe. */
 VDK_API int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off);
+
+/* Write len bytes at off into the top link (allocating grains as needed).
+ * Returns len or a negative vdk_status; [off, off+len) must lie within the
+ * capacity.  The first write after open gives the disk a new CID, as VMware
+ * does.  Thread-safe; data is durable only after vdk_flush. */
+VDK_API int64_t vdk_write(vdk_disk *disk, const void *buf, size_t len, uint64_t off);
+
+/* Make everything written before the call durable. */
+VDK_API int vdk_flush(vdk_disk *disk);
 
 /* The message of the most recent failure on this disk's data path. */
 VDK_API void vdk_last_error(vdk_disk *disk, vdk_error *err);
