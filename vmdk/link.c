@@ -126,6 +126,16 @@ static int read_descriptor(struct vdk_disk *d, vdk_error *err)
     if (got < 4)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: file too small to be a VMDK (%lld bytes)",
                         d->name, (long long)got);
+    if (d->flags & VDK_OPEN_RAW) {
+        uint64_t size;
+        int r = f->ops->size(f, &size);
+        if (r < 0)
+            return store_err(err, r, "reading", d->name);
+        if (size == 0 || size % SECTOR)
+            return vdk_fail(err, VDK_E_INVAL, "%s: a raw image must be a non-zero multiple of "
+                            "512 bytes (it is %llu)", d->name, (unsigned long long)size);
+        return synthesize(d, "monolithicFlat", "FLAT", size / SECTOR, err);
+    }
     uint32_t magic = le32(head);
     if (magic == MAGIC_KDMV) {
         if (got < 512)

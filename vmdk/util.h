@@ -29,6 +29,13 @@ static inline uint64_t le64(const void *p)
     return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32;
 }
 
+static inline void put_le16(void *p, uint16_t v)
+{
+    uint8_t *b = p;
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+
 static inline void put_le32(void *p, uint32_t v)
 {
     uint8_t *b = p;

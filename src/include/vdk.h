@@ -64,6 +64,7 @@ enum {
                                      * opened for writing (its parents never) */
     VDK_OPEN_SINGLE_LINK = 1u << 1, /* do not open the parent chain */
     VDK_OPEN_IGNORE_CID = 1u << 2,  /* accept parentCID != parent's CID */
+    VDK_OPEN_RAW = 1u << 3,         /* the file is a raw image, not a VMDK */
 };
 
 /* Open the disk whose descriptor (or monolithic file) is at 'path'.  The
@@ -170,6 +171,47 @@ VDK_API int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, 
 
 /* Bytes of data allocated in this link alone (sum of DATA ranges). */
 VDK_API int vdk_allocated_bytes(vdk_disk *disk, uint64_t *out);
+
+/* Set a ddb key (without "ddb."), adding it when absent (keys cannot be
+ * removed, as in VixDiskLib).  The descriptor is rewritten in place when it
+ * is embedded and still fits, else replaced atomically.  Values may not hold
+ * quotes or line breaks.  The disk must be open for writing. */
+VDK_API int vdk_meta_set(vdk_disk *disk, const char *key, const char *value, vdk_error *err);
+
+/* Creating disks (VixDiskLib_Create). */
+typedef struct vdk_create_params {
+    const char *type;     /* createType; NULL = "monolithicSparse".  Also
+                           * monolithicFlat, twoGbMaxExtentSparse,
+                           * twoGbMaxExtentFlat, streamOptimized, vmfs,
+                           * vmfsThin */
+    uint64_t capacity;    /* bytes, a multiple of 512 */
+    const char *adapter;  /* ide (default), buslogic, lsilogic, lsilogicsas
+                           * (written lsisas1068), pvscsi */
+    int hw_version;       /* 0: 4, or 7 for lsilogicsas/pvscsi */
+} vdk_create_params;
+
+/* Create a new, empty disk named 'name' in 'store' (nothing is overwritten:
+ * -VDK_E_EXISTS). */
+VDK_API int vdk_create(vdk_store *store, const char *name, const vdk_create_params *p,
+                       vdk_error *err);
+/* The same for a local path. */
+VDK_API int vdk_create_path(const char *path, const vdk_create_params *p, vdk_error *err);
+
+/* Create a redo log of 'parent' (VixDiskLib_CreateChild) named 'name' in the
+ * parent's store (NULL: the next free "<base>-00000N.vmdk" beside it; the name
+ * chosen is copied to chosen[VDK_NAME_MAX] when chosen is not NULL).  type:
+ * NULL or monolithicSparse, twoGbMaxExtentSparse, vmfsSparse. */
+VDK_API int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char *chosen,
+                             vdk_error *err);
+
+/* Progress of long operations; a non-zero return cancels. */
+typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
+
+/* Copy src (its chain merged) into a new disk (VixDiskLib_Clone).  p->capacity
+ * 0 means src's; p->adapter NULL means src's.  Unallocated and all-zero
+ * grains are not written.  On failure or cancel the new disk is removed. */
+VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name,
+                      const vdk_create_params *p, vdk_progress_cb cb, void *arg, vdk_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,9 @@ int cli_open_option(int opt, struct open_opts *o)
     case 'R':
         o->root = optarg;
         return 1;
+    case 'r':
+        o->flags |= VDK_OPEN_RAW;
+        return 1;
     }
     return 0;
 }
@@ -64,7 +67,7 @@ static int open_under_root(const char *path, const struct open_opts *o, vdk_disk
     int r = vdk_store_local_new(root, st);
     if (r < 0)
         return set_err(err, VDK_E_IO, "%s: %s", root, strerror(-r));
-    r = vdk_open_store(*st, full + n + (n > 1), o->flags | VDK_OPEN_RDONLY, d, err);
+    r = vdk_open_store(*st, full + n + (n > 1), o->flags, d, err);
     if (r < 0) {
         (*st)->ops->destroy(*st);
         *st = NULL;
@@ -74,20 +77,24 @@ static int open_under_root(const char *path, const struct open_opts *o, vdk_disk
 
 static vdk_store *root_store; /* the --root store, destroyed by cli_close */
 
-void cli_close(vdk_disk *d)
+int cli_close(vdk_disk *d)
 {
-    vdk_close(d);
+    int r = vdk_close(d);
     if (root_store)
         root_store->ops->destroy(root_store);
     root_store = NULL;
+    return r;
 }
 
 vdk_disk *cli_open(const char *path, const struct open_opts *o)
 {
     vdk_disk *d = NULL;
     vdk_error err = {0};
-    int r = o->root ? open_under_root(path, o, &d, &root_store, &err)
-                    : vdk_open(path, o->flags | VDK_OPEN_RDONLY, &d, &err);
+    struct open_opts oo = *o;
+    oo.flags = (o->flags & CLI_OPEN_WRITE) ? o->flags & ~CLI_OPEN_WRITE
+                                           : o->flags | VDK_OPEN_RDONLY;
+    int r = o->root ? open_under_root(path, &oo, &d, &root_store, &err)
+                    : vdk_open(path, oo.flags, &d, &err);
     if (r < 0) {
         cli_error("%s", err.message[0] ? err.message : vdk_strerror(r));
         return NULL;
@@ -157,4 +164,46 @@ void progress_done(struct progress *p)
 {
     if (p->on && p->last_pct >= 0)
         fputc('\n', stderr);
+}
+
+/* realpath of a file that may not exist yet: its folder's realpath + name. */
+static int real_new_path(const char *path, char *out)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (slash == path ? 1 : (int)(slash - path)) : 1,
+             slash ? path : ".");
+    char rd[PATH_MAX];
+    if (!realpath(dir, rd) || !*base)
+        return -1;
+    if (snprintf(out, PATH_MAX, "%s/%s", strcmp(rd, "/") ? rd : "", base) >= PATH_MAX)
+        return -1;
+    return 0;
+}
+
+int cli_store_name(const char *path, const struct open_opts *o, const char *disk_path, char *out,
+                   size_t outlen)
+{
+    char root[PATH_MAX], full[PATH_MAX];
+    if (o->root) {
+        if (!realpath(o->root, root))
+            return cli_error("%s: %s", o->root, strerror(errno)), -1;
+    } else if (real_new_path(disk_path, root) == 0) {
+        char *slash = strrchr(root, '/');
+        if (slash == root)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    } else {
+        return cli_error("%s: %s", disk_path, strerror(errno)), -1;
+    }
+    if (real_new_path(path, full) < 0)
+        return cli_error("%s: folder does not exist", path), -1;
+    size_t n = strlen(root);
+    if (strncmp(full, root, n) != 0 || (n > 1 && full[n] != '/'))
+        return cli_error("%s must lie beneath %s (use --root to widen)", path, root), -1;
+    if ((size_t)snprintf(out, outlen, "%s", full + n + (n > 1)) >= outlen)
+        return cli_error("%s: name too long", path), -1;
+    return 0;
 }

@@ -22,17 +22,28 @@ struct open_opts {
 int cli_open_option(int opt, struct open_opts *o);
 #define CLI_OPEN_LONGOPTS {"ignore-cid", no_argument, NULL, 'C'}, \
                           {"single-link", no_argument, NULL, 'L'}, \
-                          {"root", required_argument, NULL, 'R'}
+                          {"root", required_argument, NULL, 'R'}, \
+                          {"raw-input", no_argument, NULL, 'r'}
 #define CLI_OPEN_HELP \
     "  --ignore-cid    open even when a parentCID does not match its parent's CID\n" \
     "  --single-link   open only this link, not its parents\n" \
     "  --root DIR      let extents and parents come from anywhere beneath DIR (default:\n" \
-    "                  the disk's own folder); nothing outside it is ever opened\n"
+    "                  the disk's own folder); nothing outside it is ever opened\n" \
+    "  -r, --raw-input DISK is a raw image, not a VMDK\n"
 
-/* Open a disk read-only or print the error; NULL on failure. */
+/* Set in open_opts.flags to open the top link for writing. */
+#define CLI_OPEN_WRITE (1u << 30)
+
+/* Open a disk (read-only unless CLI_OPEN_WRITE) or print the error; NULL on
+ * failure. */
 vdk_disk *cli_open(const char *path, const struct open_opts *o);
+/* The store name for a new file at 'path', in the store cli_open made for
+ * 'disk_path' (its folder, or --root).  Prints the error; -1 on failure. */
+int cli_store_name(const char *path, const struct open_opts *o, const char *disk_path, char *out,
+                   size_t outlen);
+
 /* Close what cli_open opened. */
-void cli_close(vdk_disk *d);
+int cli_close(vdk_disk *d);
 
 /* Print a JSON string literal (with quotes). */
 void json_str(FILE *f, const char *s);
@@ -54,5 +65,8 @@ int cmd_info(int argc, char **argv);
 int cmd_meta(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_child(int argc, char **argv);
+int parse_size(const char *s, uint64_t *out);
 
 #endif

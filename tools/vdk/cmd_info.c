@@ -129,7 +129,7 @@ int cmd_info(int argc, char **argv)
         {0}};
     struct open_opts oo = {0};
     int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hr", opts, NULL)) != -1) {
         if (cli_open_option(c, &oo))
             continue;
         if (c == 'j')

@@ -57,7 +57,7 @@ int cmd_map(int argc, char **argv)
     struct map_out o = {.first = 1};
     unsigned flags = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hr", opts, NULL)) != -1) {
         if (cli_open_option(c, &oo))
             continue;
         if (c == 'j')

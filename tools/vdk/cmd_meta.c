@@ -6,10 +6,12 @@
 #include "cli.h"
 
 static const char help[] =
-    "Usage: vdk meta [--json] [OPTIONS] DISK [KEY]\n\n"
+    "Usage: vdk meta [--json] [OPTIONS] DISK [KEY [VALUE]]\n\n"
     "Without KEY, list every ddb key of DISK's top link as KEY = VALUE (keys are\n"
     "named without the \"ddb.\" prefix, as VixDiskLib names them).  With KEY, print\n"
-    "its value alone; a missing key is an error (exit 1).\n\n"
+    "its value alone; a missing key is an error (exit 1).  With VALUE, set KEY\n"
+    "(adding it if new; keys cannot be removed).  The descriptor is rewritten in\n"
+    "place when embedded, else replaced atomically.\n\n"
     "Options:\n"
     "  --json          a JSON object of all keys\n" CLI_OPEN_HELP
     "  -h, --help      this text\n";
@@ -66,7 +68,7 @@ int cmd_meta(int argc, char **argv)
         {0}};
     struct open_opts oo = {.flags = VDK_OPEN_SINGLE_LINK};
     int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hr", opts, NULL)) != -1) {
         if (cli_open_option(c, &oo))
             continue;
         if (c == 'j')
@@ -76,13 +78,26 @@ int cmd_meta(int argc, char **argv)
         else
             return fputs(help, stderr), 2;
     }
-    if (optind != argc - 1 && optind != argc - 2)
-        return cli_error("expects DISK [KEY] (see --help)"), 2;
+    if (argc - optind < 1 || argc - optind > 3)
+        return cli_error("expects DISK [KEY [VALUE]] (see --help)"), 2;
+    if (argc - optind == 3)
+        oo.flags |= CLI_OPEN_WRITE;
     vdk_disk *d = cli_open(argv[optind], &oo);
     if (!d)
         return 1;
     int rc = 0;
-    if (optind == argc - 2) {
+    if (optind == argc - 3) {
+        const char *key = argv[optind + 1];
+        if (!strncmp(key, "ddb.", 4))
+            key += 4;
+        vdk_error err = {0};
+        int r = vdk_meta_set(d, key, argv[optind + 2], &err);
+        if (r < 0)
+            rc = cli_error("%s", err.message[0] ? err.message : vdk_strerror(r));
+        if (cli_close(d) < 0 && rc == 0)
+            rc = cli_error("%s: closing failed", argv[optind]);
+        return rc;
+    } else if (optind == argc - 2) {
         const char *key = argv[optind + 1];
         if (!strncmp(key, "ddb.", 4))
             key += 4;

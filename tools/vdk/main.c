@@ -12,7 +12,9 @@ static const struct {
     {"info", cmd_info, "show a disk's type, capacity, chain and extents"},
     {"meta", cmd_meta, "list or read the disk database (ddb) keys"},
     {"map", cmd_map, "show which byte ranges are allocated, and in which link"},
-    {"clone", cmd_clone, "copy a disk (flattening its chain) into a new file"},
+    {"create", cmd_create, "create a new empty disk of any type"},
+    {"child", cmd_child, "create a redo log (snapshot link) of a disk"},
+    {"clone", cmd_clone, "copy a disk (flattening its chain) into a new disk or raw file"},
     {"convert", cmd_clone, "same as clone"},
 };
 
