@@ -122,7 +122,7 @@ int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char 
     nd.type = create_find_type(type ? type : "monolithicSparse");
     if (!nd.type || !nd.type->can_be_child)
         return vdk_fail(err, VDK_E_UNSUPPORTED, "a child can be monolithicSparse, "
-                        "twoGbMaxExtentSparse or vmfsSparse, not '%s'", type);
+                        "twoGbMaxExtentSparse, vmfsSparse or seSparse, not '%s'", type);
     char auto_name[VDK_NAME_MAX], hint[VDK_NAME_MAX];
     if (!name) {
         size_t stem = child_stem(parent->name);

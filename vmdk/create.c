@@ -29,6 +29,7 @@ static const struct disk_type types[] = {
     {"vmfsThin", LAY_VMFS, 0, 0},
     {"streamOptimized", LAY_STREAM, 0, 0},
     {"vmfsSparse", LAY_VMFS_SPARSE, 1, 1},
+    {"seSparse", LAY_SE_SPARSE, 1, 1},
 };
 
 const struct disk_type *create_find_type(const char *name)
@@ -73,7 +74,8 @@ char *create_descriptor(const struct new_disk *nd, uint32_t cid, const char *ext
              u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
     for (int i = 0; i < 16; i++)
         snprintf(lcid + 2 * i, 3, "%02x", u[i] ^ 0x5a);
-    int vmfs = nd->type->layout == LAY_VMFS || nd->type->layout == LAY_VMFS_SPARSE;
+    int vmfs = nd->type->layout == LAY_VMFS || nd->type->layout == LAY_VMFS_SPARSE ||
+               nd->type->layout == LAY_SE_SPARSE;
     size_t need = strlen(extent_lines) + (nd->parent_hint ? strlen(nd->parent_hint) : 0) + 1024;
     char *t = malloc(need);
     if (!t)
@@ -249,6 +251,47 @@ static int cowd_file(struct created *cr, const char *name, uint64_t sectors, con
     return finish_file(f, name, err);
 }
 
+/* A seSparse redo log in the shape ESXi gives it: constant header,
+ * volatile header, journal, directory, room for every grain table, free
+ * bitmap and backmap, then the grains, appended as they are written.  All
+ * offsets are in sectors. */
+static int sesparse_file(struct created *cr, const char *name, uint64_t sectors, vdk_error *err)
+{
+    uint64_t grains = (sectors + 7) / 8, n_gd = (grains + 4095) / 4096;
+    uint64_t gd = 5, gd_sectors = (n_gd * 8 + SECTOR - 1) / SECTOR;
+    uint64_t gt = gd + gd_sectors, bitmap = gt + n_gd * 64, backmap = bitmap + 1;
+    uint64_t data = (backmap + 1 + 7) / 8 * 8;
+    uint64_t regions[8][2] = {{1, 1},      {2, 1},          {3, 2},       {gd, gd_sectors},
+                              {gt, n_gd * 64}, {bitmap, 1}, {backmap, 1}, {data, grains * 8}};
+    unsigned char h[512] = {0}, v[512] = {0};
+    put_le64(h, 0xcafebabeull);
+    put_le64(h + 8, 0x0000000200000001ull);
+    put_le64(h + 16, sectors);
+    put_le64(h + 24, 8);
+    put_le64(h + 32, 64);
+    for (int i = 0; i < 8; i++) {
+        put_le64(h + 80 + 16 * i, regions[i][0]);
+        put_le64(h + 88 + 16 * i, regions[i][1]);
+    }
+    put_le64(v, 0xcafecafeull);
+    vdk_file *f;
+    int r = new_file(cr, name, &f, err);
+    if (r < 0)
+        return r;
+    r = f->ops->truncate(f, data * SECTOR);
+    if (r < 0)
+        r = fail_io(err, r, "sizing", name);
+    if (r == 0)
+        r = write_all(f, v, sizeof(v), SECTOR, name, err);
+    if (r == 0)
+        r = write_all(f, h, sizeof(h), 0, name, err);
+    if (r < 0) {
+        f->ops->close(f);
+        return r;
+    }
+    return finish_file(f, name, err);
+}
+
 /* "dir/disk.vmdk" -> "dir/disk" + suffix + ".vmdk" (store name) and the
  * bare file name for the extent line. */
 static void extent_name(const char *name, const char *suffix, char *full, char *base)
@@ -336,6 +379,11 @@ static int make(struct created *cr, const char *name, const struct new_disk *nd,
         snprintf(lines, cap, "RW %llu VMFSSPARSE \"%s\"\n", (unsigned long long)nd->sectors,
                  base);
         r = cowd_file(cr, full, nd->sectors, nd->parent_hint, err);
+    } else if (r == 0 && lay == LAY_SE_SPARSE) {
+        extent_name(name, "-sesparse", full, base);
+        snprintf(lines, cap, "RW %llu SESPARSE \"%s\"\n", (unsigned long long)nd->sectors,
+                 base);
+        r = sesparse_file(cr, full, nd->sectors, err);
     }
     if (r == 0 && !(desc = create_descriptor(nd, cid, lines)))
         r = vdk_fail(err, VDK_E_NOMEM, "out of memory");

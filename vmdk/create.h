@@ -15,6 +15,7 @@ enum layout {
     LAY_VMFS,
     LAY_STREAM,
     LAY_VMFS_SPARSE,
+    LAY_SE_SPARSE,
 };
 
 struct disk_type {

@@ -2,6 +2,7 @@
  * specification exists, so the checks are strict: only the layout ESXi
  * writes (grain 4 KiB, tables of 4096 u64 entries) is accepted.  All header
  * offsets and sizes are in sectors. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "engine.h"
@@ -18,11 +19,33 @@ struct sesparse {
     uint64_t gd_off, gd_entries;
     uint64_t gt_off, gt_count;
     uint64_t grains_off, grains_count;
+    uint64_t vol_off;      /* volatile header (bytes) */
+    pthread_mutex_t lock;  /* serialises allocation */
+    uint64_t next_gt;      /* next free grain table index */
+    uint64_t next_grain;   /* next free grain index: grains are appended */
 };
 
 static int se_fail(struct extent *e, vdk_error *err, const char *what)
 {
     return vdk_fail(err, VDK_E_UNSUPPORTED, "%s: seSparse %s", e->name, what);
+}
+
+/* Before allocating, make sure no table in use lies at or past next_gt. */
+static int scan_tables(struct extent *e, struct sesparse *s, vdk_error *err)
+{
+    uint64_t chunk[512];
+    for (uint64_t i = 0; i < s->gd_entries; i += 512) {
+        size_t n = (size_t)min_u64(512, s->gd_entries - i);
+        int64_t got = e->file->ops->pread(e->file, chunk, n * 8, s->gd_off + i * 8);
+        if (got != (int64_t)(n * 8))
+            return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse directory unreadable", e->name);
+        for (size_t k = 0; k < n; k++) {
+            uint64_t gde = le64(&chunk[k]);
+            if (gde && (gde & 0xffffffffu) >= s->next_gt)
+                s->next_gt = (gde & 0xffffffffu) + 1;
+        }
+    }
+    return 0;
 }
 
 static int se_open(struct extent *e, vdk_error *err)
@@ -53,7 +76,10 @@ static int se_open(struct extent *e, vdk_error *err)
     struct sesparse *s = calloc(1, sizeof(*s));
     if (!s)
         return -VDK_E_NOMEM;
+    pthread_mutex_init(&s->lock, NULL);
     e->priv = s;
+    s->vol_off = voff * SECTOR;
+    s->next_gt = le64(v + 8);
     uint64_t gd_size = le64(h + 136), gt_size = le64(h + 152), gr_size = le64(h + 200);
     s->gd_off = le64(h + 128);
     s->gt_off = le64(h + 144);
@@ -72,7 +98,9 @@ static int se_open(struct extent *e, vdk_error *err)
     s->gd_off *= SECTOR;
     s->gt_off *= SECTOR;
     s->grains_off *= SECTOR;
-    return 0;
+    if (e->file_size > s->grains_off)
+        s->next_grain = (e->file_size - s->grains_off + 4095) / 4096;
+    return e->disk->writable ? scan_tables(e, s, err) : 0;
 }
 
 static int se_entry(struct extent *e, struct sesparse *s, uint64_t gte, uint64_t pos,
@@ -143,14 +171,142 @@ static int se_status(struct extent *e, uint64_t off, uint64_t len, struct run *r
     return 0;
 }
 
+static int put_u64(struct extent *e, uint64_t off, uint64_t v)
+{
+    unsigned char b[8];
+    put_le64(b, v);
+    int r = mcache_write(e->disk->mc, e->fid, e->file, off, b, 8);
+    return r < 0 ? disk_fail(e->disk, r, "%s: writing at %llu: %s", e->name,
+                             (unsigned long long)off, vdk_strerror(r))
+                 : 0;
+}
+
+/* Point grain gi at entry v, creating its table when needed (data first,
+ * then the table, then the directory and the volatile header's count). */
+static int se_set(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gde, uint64_t v)
+{
+    const uint64_t gt_bytes = SE_GT_SECTORS * SECTOR;
+    if (gde) {
+        uint64_t gt = s->gt_off + (gde & 0xffffffffu) * gt_bytes;
+        return put_u64(e, gt + (gi % SE_GTES) * 8, v);
+    }
+    if (s->next_gt >= s->gt_count)
+        return disk_fail(e->disk, VDK_E_NOSPC, "%s: no room for another grain table",
+                         e->name);
+    uint64_t t = s->next_gt++;
+    unsigned char *tab = calloc(1, gt_bytes);
+    if (!tab)
+        return -VDK_E_NOMEM;
+    put_le64(tab + (gi % SE_GTES) * 8, v);
+    int r = mcache_write(e->disk->mc, e->fid, e->file, s->gt_off + t * gt_bytes, tab, gt_bytes);
+    free(tab);
+    if (r < 0)
+        return disk_fail(e->disk, r, "%s: writing a grain table: %s", e->name, vdk_strerror(r));
+    ext_grow_size(e, s->gt_off + (t + 1) * gt_bytes);
+    r = put_u64(e, s->gd_off + gi / SE_GTES * 8, 0x1000000000000000ull | t);
+    return r < 0 ? r : put_u64(e, s->vol_off + 8, s->next_gt);
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Allocate grain gi (entry gte, table gde) holding buf at [in, in+n). */
+static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gde,
+                       uint64_t gte, uint64_t in, const void *buf, size_t n)
+{
+    const uint64_t grain = SE_GRAIN * SECTOR;
+    unsigned char g[SE_GRAIN * SECTOR];
+    int below_zero = 1, r = 0;
+    if (gte == 0) {
+        uint64_t k = min_u64(grain, e->size - gi * grain);
+        r = ext_read_below(e, gi * grain, g, (size_t)k);
+        memset(g + k, 0, (size_t)(grain - k));
+        below_zero = all_zero(g, grain);
+    } else {
+        memset(g, 0, grain); /* unmapped and zero grains read as zeros */
+    }
+    if (r < 0)
+        return r;
+    memcpy(g + in, buf, n);
+    if (all_zero(g, grain))
+        return gte || below_zero ? 0 : se_set(e, s, gi, gde, 0x2000000000000000ull);
+    if (s->next_grain >= s->grains_count)
+        return disk_fail(e->disk, VDK_E_NOSPC, "%s: the grain area is full", e->name);
+    uint64_t idx = s->next_grain++, at = s->grains_off + idx * grain;
+    int64_t w = e->file->ops->pwrite(e->file, g, grain, at);
+    if (w < 0)
+        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: writing a grain: %s",
+                         e->name, strerror((int)-w));
+    ext_grow_size(e, at + grain);
+    uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
+    return se_set(e, s, gi, gde, v);
+}
+
+static int se_lookup(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t *gde,
+                     uint64_t *gte)
+{
+    *gte = 0;
+    int r = ext_read_u64(e, s->gd_off + gi / SE_GTES * 8, gde);
+    if (r < 0 || !*gde)
+        return r;
+    if ((*gde >> 32) != 0x10000000u || (*gde & 0xffffffffu) >= s->gt_count)
+        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain directory entry %016llx",
+                         e->name, (unsigned long long)*gde);
+    return ext_read_u64(e, s->gt_off + (*gde & 0xffffffffu) * SE_GT_SECTORS * SECTOR +
+                               (gi % SE_GTES) * 8, gte);
+}
+
+static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
+{
+    struct sesparse *s = e->priv;
+    const uint64_t grain = SE_GRAIN * SECTOR;
+    const unsigned char *p = buf;
+    while (len) {
+        uint64_t gi = off / grain, in = off % grain, gde, gte;
+        size_t n = (size_t)min_u64(len, grain - in);
+        pthread_mutex_lock(&s->lock);
+        int r = se_lookup(e, s, gi, &gde, &gte);
+        if (r == 0 && gte >> 60 == 3) {
+            pthread_mutex_unlock(&s->lock);
+            struct run run;
+            r = se_entry(e, s, gte, off, in, n, &run);
+            if (r == 0) {
+                int64_t w = e->file->ops->pwrite(e->file, p, n, run.file_off);
+                if (w < 0)
+                    r = disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: write "
+                                  "failed: %s", e->name, strerror((int)-w));
+            }
+        } else {
+            if (r == 0 && gte && gte >> 60 != 1 && gte >> 60 != 2)
+                r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx",
+                              e->name, (unsigned long long)gte);
+            if (r == 0)
+                r = se_allocate(e, s, gi, gde, gte, in, p, n);
+            pthread_mutex_unlock(&s->lock);
+        }
+        if (r < 0)
+            return r;
+        off += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static void se_close(struct extent *e)
 {
-    free(e->priv);
+    struct sesparse *s = e->priv;
+    if (s)
+        pthread_mutex_destroy(&s->lock);
+    free(s);
 }
 
 const struct extent_ops extent_sesparse_ops = {
     .format = "sesparse",
     .open = se_open,
     .status = se_status,
+    .write = se_write,
     .close = se_close,
 };

@@ -200,7 +200,7 @@ VDK_API int vdk_create_path(const char *path, const vdk_create_params *p, vdk_er
 /* Create a redo log of 'parent' (VixDiskLib_CreateChild) named 'name' in the
  * parent's store (NULL: the next free "<base>-00000N.vmdk" beside it; the name
  * chosen is copied to chosen[VDK_NAME_MAX] when chosen is not NULL).  type:
- * NULL or monolithicSparse, twoGbMaxExtentSparse, vmfsSparse. */
+ * NULL or monolithicSparse, twoGbMaxExtentSparse, vmfsSparse, seSparse. */
 VDK_API int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char *chosen,
                              vdk_error *err);
 

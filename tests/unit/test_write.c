@@ -295,3 +295,123 @@ Test(write, concurrent_writers)
     free(model);
     free(text);
 }
+
+/* Children made by vdk_create_child, of every child type, hammered. */
+static void made_child(const char *type, uint64_t seed)
+{
+    vdk_store *s;
+    cr_assert_eq(vdk_store_mem_new(&s), 0);
+    size_t n = 20 * MiB + 3 * 512;
+    vdk_error err = {0};
+    vdk_create_params p = {.capacity = n, .adapter = "pvscsi"};
+    cr_assert_eq(vdk_create(s, "vm/base.vmdk", &p, &err), 0, "%s", err.message);
+    uint8_t *model = make_raw(n, seed);
+    vdk_disk *d;
+    cr_assert_eq(vdk_open_store(s, "vm/base.vmdk", 0, &d, &err), 0, "%s", err.message);
+    cr_assert_eq(vdk_write(d, model, n, 0), (int64_t)n);
+    cr_assert_eq(vdk_close(d), 0);
+    d = open_ok(s, "vm/base.vmdk", 0);
+    char name[VDK_NAME_MAX];
+    cr_assert_eq(vdk_create_child(d, NULL, type, name, &err), 0, "%s", err.message);
+    vdk_close(d);
+    cr_assert_str_eq(name, "vm/base-000001.vmdk");
+    d = open_ok(s, name, 0);
+    vdk_info info;
+    vdk_get_info(d, &info);
+    cr_assert_str_eq(info.create_type, type);
+    cr_assert_str_eq(info.adapter, "pvscsi");
+    cr_assert_str_eq(info.parent_hint, "base.vmdk");
+    check_reads(d, model, n, seed);
+    vdk_close(d);
+    hammer(s, name, model, n, seed, 1500);
+    /* a grandchild with an explicit name in another folder of the store */
+    d = open_ok(s, name, 0);
+    cr_assert_eq(vdk_create_child(d, "snaps/g.vmdk", type, NULL, &err), 0, "%s", err.message);
+    vdk_close(d);
+    d = open_ok(s, "snaps/g.vmdk", 0);
+    vdk_get_info(d, &info);
+    cr_assert_str_eq(info.parent_hint, "../vm/base-000001.vmdk");
+    vdk_close(d);
+    hammer(s, "snaps/g.vmdk", model, n, seed + 1, 500);
+    s->ops->destroy(s);
+    free(model);
+}
+
+Test(child, monolithic_sparse)
+{
+    made_child("monolithicSparse", 20);
+}
+
+Test(child, vmfs_sparse)
+{
+    made_child("vmfsSparse", 21);
+}
+
+Test(child, se_sparse)
+{
+    made_child("seSparse", 22);
+}
+
+Test(child, split_sparse)
+{
+    made_child("twoGbMaxExtentSparse", 23);
+}
+
+static int all_zero_or(const uint8_t *p, size_t n, uint8_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return 0;
+    return 1;
+}
+
+static int count_data(void *arg, const vdk_range *r)
+{
+    if (r->kind == VDK_RANGE_DATA)
+        *(uint64_t *)arg += r->length;
+    return 0;
+}
+
+/* Zeros written where reads already give zeros allocate nothing; zeros over
+ * a parent's data hide it. */
+Test(write, zeros_stay_sparse)
+{
+    vdk_store *s;
+    cr_assert_eq(vdk_store_mem_new(&s), 0);
+    vdk_error err = {0};
+    vdk_create_params p = {.capacity = 4 * MiB};
+    cr_assert_eq(vdk_create(s, "b.vmdk", &p, &err), 0, "%s", err.message);
+    vdk_disk *d;
+    cr_assert_eq(vdk_open_store(s, "b.vmdk", 0, &d, NULL), 0);
+    uint8_t *zeros = calloc(1, MiB), *ones = malloc(MiB);
+    memset(ones, 1, MiB);
+    cr_assert_eq(vdk_write(d, zeros, MiB, 0), MiB);
+    uint64_t alloc = 0;
+    cr_assert_eq(vdk_allocated_bytes(d, &alloc), 0);
+    cr_assert_eq(alloc, 0, "zeros allocated %llu bytes", (unsigned long long)alloc);
+    cr_assert_eq(vdk_write(d, ones, MiB, MiB), MiB);
+    cr_assert_eq(vdk_close(d), 0);
+    const char *types[] = {"monolithicSparse", "vmfsSparse", "seSparse"};
+    for (int t = 0; t < 3; t++) {
+        d = open_ok(s, "b.vmdk", 0);
+        char name[VDK_NAME_MAX];
+        snprintf(name, sizeof(name), "c%d.vmdk", t);
+        cr_assert_eq(vdk_create_child(d, name, types[t], NULL, &err), 0, "%s", err.message);
+        vdk_close(d);
+        cr_assert_eq(vdk_open_store(s, name, 0, &d, NULL), 0);
+        cr_assert_eq(vdk_write(d, zeros, MiB, 2 * MiB), MiB); /* over zeros: nothing */
+        cr_assert_eq(vdk_write(d, zeros, 4096, MiB), 4096);   /* over data: must hide it */
+        uint8_t buf[8192];
+        cr_assert_eq(vdk_read(d, buf, sizeof(buf), MiB), (int64_t)sizeof(buf));
+        cr_assert(all_zero_or(buf, 4096, 0) && buf[4096] == 1, "%s: zeros did not hide",
+                  types[t]);
+        uint64_t mine = 0;
+        cr_assert_eq(vdk_map(d, 0, 4 * MiB, VDK_MAP_THIS_LINK, count_data, &mine), 0);
+        cr_assert_leq(mine, 65536, "%s: %llu bytes allocated for one hidden block", types[t],
+                      (unsigned long long)mine);
+        cr_assert_eq(vdk_close(d), 0);
+    }
+    s->ops->destroy(s);
+    free(zeros);
+    free(ones);
+}
