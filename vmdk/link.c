@@ -69,9 +69,11 @@ int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out)
 static int store_err(vdk_error *err, int neg_errno, const char *what, const char *name)
 {
     int code = vdk_status_from_errno(neg_errno);
-    if (code == -VDK_E_ESCAPE)
+    if (code == -VDK_E_ESCAPE) {
+        const char *noun = strncmp(what, "opening ", 8) ? what : what + 8;
         return vdk_fail(err, VDK_E_ESCAPE, "%s \"%s\" lies outside the disk's folder (absolute "
-                        "path, \"..\" or a symlink leading out): refused", what, name);
+                        "path, \"..\" or a symlink leading out): refused", noun, name);
+    }
     return vdk_fail(err, code, "%s \"%s\": %s", what, name, strerror(-neg_errno));
 }
 

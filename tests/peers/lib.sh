@@ -6,7 +6,6 @@
 # and then uses the helpers below.  Every helper fails the test (exit 1, with a
 # message naming what was checked) on a mismatch.
 
-PEERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PEERS_NAME=$(basename "$0" .sh)
 PEERS_T0=$SECONDS
 
@@ -31,15 +30,16 @@ peers_init() {
     [ -x "$VDK" ] || fail "vdk binary '$1' is not executable"
     local t
     for t in qemu-img qemu-io vmdkinfo python3 cmp; do
-        if ! command -v "$t" >/dev/null 2>&1; then
-            echo "SKIP [$PEERS_NAME]: '$t' is not installed" >&2
-            exit 77
-        fi
+        # a missing peer is a failure, not a skip: a skipped test would hide a
+        # missing install step (contrib/setup.sh installs them all)
+        command -v "$t" >/dev/null 2>&1 ||
+            fail "'$t' is not installed (qemu-utils, libvmdk-utils, python3: see contrib/setup.sh)"
     done
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/vdk-peers-$PEERS_NAME.XXXXXX")
-    trap 'rc=$?; rm -rf "$WORK"; exit $rc' EXIT
+    # shellcheck disable=SC2154  # peers_rc is set inside the trap
+    trap 'peers_rc=$?; rm -rf "$WORK"; exit $peers_rc' EXIT
     trap 'exit 130' INT TERM
-    cd "$WORK"
+    cd "$WORK" || fail "cannot enter $WORK"
     note "vdk: $VDK"
     note "work: $WORK"
 }
@@ -58,6 +58,11 @@ vdk_run() {
     if [ "$VRC" -ge 128 ]; then
         cat "$WORK/err" >&2
         fail "vdk $* crashed (exit status $VRC)"
+    fi
+    # a sanitizer build (VDK_SANITIZE=ON) reports with status 1: a crash too
+    if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error: ' "$WORK/err"; then
+        cat "$WORK/err" >&2
+        fail "vdk $* hit a sanitizer error (exit status $VRC)"
     fi
     return 0
 }
@@ -84,13 +89,70 @@ err_has() {
         fail "stderr of the last vdk run lacks '$1'; it was: $(cat "$WORK/err")"
 }
 
-# same_file A B WHAT: byte-identical files.
+# files_equal A B: status 0 if the files are byte-identical, else 1 with the
+# first difference on stdout.  Small files go through cmp; files of 1 GiB or
+# more (sparse outputs of multi-GiB disks) through sparse_cmp, which reads the
+# same bytes as cmp except ranges that are holes in both files.
+files_equal() {
+    local sa sb
+    sa=$(stat -c %s "$1")
+    sb=$(stat -c %s "$2")
+    if [ "$sa" != "$sb" ]; then
+        echo "$1 has $sa bytes, $2 has $sb"
+        return 1
+    fi
+    if [ "$sa" -lt $((1 << 30)) ]; then
+        cmp -- "$1" "$2" 2>&1
+    else
+        sparse_cmp "$1" "$2" 2>&1
+    fi
+}
+
+# same_file A B WHAT: byte-identical files, or the test fails.
 same_file() {
     local where
-    if ! where=$(cmp -- "$1" "$2" 2>&1); then
-        fail "$3: $1 and $2 differ: $where"
-    fi
+    where=$(files_equal "$1" "$2") || fail "$3: $where"
     ok "$3: identical ($(stat -c %s "$1") bytes)"
+}
+
+# sparse_cmp A B: like cmp for two files of the same size, but ranges that are
+# holes in both files are known to be equal (zeros) and are not read.
+sparse_cmp() {
+    python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+def data_segments(fd, size):
+    segs, pos = [], 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        segs.append((start, end))
+        pos = end
+    return segs
+fa, fb = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])
+size = os.fstat(fa).st_size
+segs = sorted(data_segments(fa, size) + data_segments(fb, size))
+union = []
+for s, e in segs:
+    if union and union[-1][1] >= s:
+        union[-1][1] = max(union[-1][1], e)
+    else:
+        union.append([s, e])
+for s, e in union:
+    pos = s
+    while pos < e:
+        n = min(e - pos, 1 << 20)
+        a, b = os.pread(fa, n, pos), os.pread(fb, n, pos)
+        if a != b:
+            i = next(k for k in range(min(len(a), len(b))) if a[k] != b[k]) if len(a) == len(b) else 0
+            print("%s %s differ: byte %d" % (sys.argv[1], sys.argv[2], pos + i + 1))
+            sys.exit(1)
+        pos += n
+PY
 }
 
 # pattern RAW SIZE SEED: a raw file of SIZE bytes (a multiple of 1 MiB) made of
@@ -199,5 +261,37 @@ if a != b:
     sys.exit(1)
 print("[%s]   ok: %s: %d data ranges, %d bytes" % (sys.argv[4], sys.argv[3], len(a),
                                                   sum(e - s for s, e in a)))
+PY
+}
+
+# same_map VDK_MAP_JSON QEMU_MAP_JSON WHAT: stricter than same_alloc: every byte
+# has the same kind (data, zero = present but reads as zeros, hole = present
+# nowhere) and, for data and zero, the same depth (the link that answers it).
+same_map() {
+    python3 - "$1" "$2" "$3" "$PEERS_NAME" <<'PY' || fail "$3: maps differ"
+import json, sys
+def norm(path):
+    out = []
+    for r in json.load(open(path)):
+        if r["data"]:
+            key = ("data", r["depth"])
+        elif r["present"]:
+            key = ("zero", r["depth"])
+        else:
+            key = ("hole",)
+        s, e = r["start"], r["start"] + r["length"]
+        if out and out[-1][1] == s and out[-1][2] == key:
+            out[-1][1] = e
+        else:
+            out.append([s, e, key])
+    return out
+a, b = norm(sys.argv[1]), norm(sys.argv[2])
+if a != b:
+    for i, (x, y) in enumerate(zip(a + [None] * len(b), b + [None] * len(a))):
+        if x != y:
+            print("first difference, range %d: vdk %s, qemu-img %s" % (i, x, y), file=sys.stderr)
+            break
+    sys.exit(1)
+print("[%s]   ok: %s: %d ranges agree in kind and depth" % (sys.argv[4], sys.argv[3], len(a)))
 PY
 }
