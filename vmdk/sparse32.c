@@ -121,7 +121,7 @@ static int new_table(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte)
         return -VDK_E_NOMEM;
     put_le32(t + (gi % s->n_gtes) * 4, gte);
     int copies = s->rgd_off ? 2 : 1, r = 0;
-    uint64_t at[2];
+    uint64_t at[2] = {0, 0};
     for (int c = 0; r == 0 && c < copies; c++) {
         r = reserve(e, s, s->gt_bytes, &at[c]);
         if (r == 0)
@@ -198,7 +198,7 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
                 goto out;
             r = 0;
         }
-        uint64_t at;
+        uint64_t at = 0;
         r = reserve(e, s, s->grain, &at);
         if (r == 0)
             r = pwrite_data(e, g, s->grain, at);
