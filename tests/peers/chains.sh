@@ -118,10 +118,12 @@ python3 - chain-4.vmdk <<'PY'
 import re, sys
 with open(sys.argv[1], "r+b") as f:
     head = f.read(65536)
-    m = re.search(rb"\nCID=([0-9a-fA-F]{8})\n", head)
+    # QEMU writes the CID with %x: 1 to 8 digits; keep the length
+    m = re.search(rb"\nCID=([0-9a-fA-F]{1,8})\n", head)
     if not m:
         sys.exit("no CID line in " + sys.argv[1])
-    new = b"%08x" % (int(m.group(1), 16) ^ 0x5a5a5a5a)
+    width = len(m.group(1))
+    new = b"%0*x" % (width, (int(m.group(1), 16) ^ 0x5a5a5a5a) & ((1 << (4 * width)) - 1))
     f.seek(m.start(1)); f.write(new)
 PY
 vdk_ok info chain-4.vmdk
