@@ -177,8 +177,7 @@ int vdk_meta_keys(const vdk_disk *disk, char *buf, size_t buflen, size_t *needed
     return 0;
 }
 
-int vdk_meta_get(const vdk_disk *disk, const char *key, char *buf, size_t buflen,
-                 size_t *needed)
+int vdk_meta_get(const vdk_disk *disk, const char *key, char *buf, size_t buflen, size_t *needed)
 {
     char full[256];
     if (!key || snprintf(full, sizeof(full), "ddb.%s", key) >= (int)sizeof(full))
@@ -197,8 +196,7 @@ static unsigned link_index(const vdk_disk *top, const vdk_disk *l)
     return i;
 }
 
-int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_range_cb cb,
-            void *arg)
+int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_range_cb cb, void *arg)
 {
     if (off >= disk->capacity)
         return 0;
@@ -209,8 +207,7 @@ int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_rang
         struct vdk_disk *l;
         struct extent *e;
         struct run r;
-        int rc = chain_resolve(disk, pos, end - pos, (flags & VDK_MAP_THIS_LINK) != 0, &l, &e,
-                               &r);
+        int rc = chain_resolve(disk, pos, end - pos, (flags & VDK_MAP_THIS_LINK) != 0, &l, &e, &r);
         if (rc < 0)
             return rc;
         vdk_range nr = {.offset = pos, .length = r.len, .depth = link_index(disk, l)};

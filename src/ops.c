@@ -13,8 +13,12 @@ static const struct {
     const char *name, *ddb;
     int min_hw;
 } adapters[] = {
-    {"ide", "ide", 4},           {"buslogic", "buslogic", 4},     {"lsilogic", "lsilogic", 4},
-    {"lsilogicsas", "lsisas1068", 7}, {"lsisas1068", "lsisas1068", 7}, {"pvscsi", "pvscsi", 7},
+    {"ide", "ide", 4},
+    {"buslogic", "buslogic", 4},
+    {"lsilogic", "lsilogic", 4},
+    {"lsilogicsas", "lsisas1068", 7},
+    {"lsisas1068", "lsisas1068", 7},
+    {"pvscsi", "pvscsi", 7},
     {"legacyESX", "legacyESX", 4},
 };
 
@@ -23,9 +27,11 @@ static int fill_new_disk(const vdk_create_params *p, struct new_disk *nd, vdk_er
     const char *type = p->type ? p->type : "monolithicSparse";
     nd->type = create_find_type(type);
     if (!nd->type)
-        return vdk_fail(err, VDK_E_UNSUPPORTED, "cannot create disks of type '%s' (try "
+        return vdk_fail(err, VDK_E_UNSUPPORTED,
+                        "cannot create disks of type '%s' (try "
                         "monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, "
-                        "twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsThin)", type);
+                        "twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsThin)",
+                        type);
     if (p->capacity % SECTOR)
         return vdk_fail(err, VDK_E_INVAL, "capacity %llu is not a multiple of 512 bytes",
                         (unsigned long long)p->capacity);
@@ -40,12 +46,16 @@ static int fill_new_disk(const vdk_create_params *p, struct new_disk *nd, vdk_er
         }
     }
     if (!nd->adapter)
-        return vdk_fail(err, VDK_E_INVAL, "unknown adapter '%s' (ide, buslogic, lsilogic, "
-                        "lsilogicsas, pvscsi)", a);
+        return vdk_fail(err, VDK_E_INVAL,
+                        "unknown adapter '%s' (ide, buslogic, lsilogic, "
+                        "lsilogicsas, pvscsi)",
+                        a);
     nd->hw_version = p->hw_version ? p->hw_version : min_hw;
     if (nd->hw_version < min_hw || nd->hw_version > 99)
-        return vdk_fail(err, VDK_E_INVAL, "hardware version %d: the %s adapter needs %d or "
-                        "later (up to 99)", nd->hw_version, a, min_hw);
+        return vdk_fail(err, VDK_E_INVAL,
+                        "hardware version %d: the %s adapter needs %d or "
+                        "later (up to 99)",
+                        nd->hw_version, a, min_hw);
     return 0;
 }
 
@@ -54,8 +64,10 @@ int vdk_create(vdk_store *store, const char *name, const vdk_create_params *p, v
     struct new_disk nd = {0};
     int r = fill_new_disk(p, &nd, err);
     if (r == 0 && nd.type->needs_parent)
-        r = vdk_fail(err, VDK_E_INVAL, "%s disks are redo logs: create them as children of "
-                     "a parent (vdk child)", nd.type->name);
+        r = vdk_fail(err, VDK_E_INVAL,
+                     "%s disks are redo logs: create them as children of "
+                     "a parent (vdk child)",
+                     nd.type->name);
     return r < 0 ? r : create_disk(store, name, &nd, err);
 }
 
@@ -121,8 +133,10 @@ int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char 
     struct new_disk nd = {0};
     nd.type = create_find_type(type ? type : "monolithicSparse");
     if (!nd.type || !nd.type->can_be_child)
-        return vdk_fail(err, VDK_E_UNSUPPORTED, "a child can be monolithicSparse, "
-                        "twoGbMaxExtentSparse, vmfsSparse or seSparse, not '%s'", type);
+        return vdk_fail(err, VDK_E_UNSUPPORTED,
+                        "a child can be monolithicSparse, "
+                        "twoGbMaxExtentSparse, vmfsSparse or seSparse, not '%s'",
+                        type);
     char auto_name[VDK_NAME_MAX], hint[VDK_NAME_MAX];
     if (!name) {
         size_t stem = child_stem(parent->name);

@@ -12,13 +12,13 @@
 #include "util.h"
 
 #define GRAIN_SECTORS 128u
-#define GTES 512u
-#define DESC_SECTORS 20u
+#define GTES          512u
+#define DESC_SECTORS  20u
 /* Split extents stay below 2 GiB even when fully allocated (VirtualBox's
  * choice; QEMU cuts at exactly 2 GiB). */
-#define SPLIT_SECTORS (2047ull * 2048)
+#define SPLIT_SECTORS      (2047ull * 2048)
 #define MAX_SPARSE_SECTORS ((1ull << 32) - (1ull << 21)) /* grain sectors are u32 */
-#define MAX_COWD_SECTORS 0xffffffffull
+#define MAX_COWD_SECTORS   0xffffffffull
 
 static const struct disk_type types[] = {
     {"monolithicSparse", LAY_MONO_SPARSE, 0, 1},
@@ -89,10 +89,9 @@ char *create_descriptor(const struct new_disk *nd, uint32_t cid, const char *ext
              "ddb.longContentID = \"%s\"\n%sddb.uuid = \"%s\"\nddb.virtualHWVersion = \"%d\"\n",
              cid, nd->parent_hint ? nd->parent_cid : 0xffffffffu,
              vmfs ? "isNativeSnapshot=\"no\"\n" : "", nd->type->name,
-             nd->parent_hint ? "parentFileNameHint=\"" : "",
-             nd->parent_hint ? nd->parent_hint : "", nd->parent_hint ? "\"\n" : "", extent_lines,
-             nd->adapter, (unsigned long long)c, h, s, lcid,
-             !strcmp(nd->type->name, "vmfsThin") ? "ddb.thinProvisioned = \"1\"\n" : "", uuid,
+             nd->parent_hint ? "parentFileNameHint=\"" : "", nd->parent_hint ? nd->parent_hint : "",
+             nd->parent_hint ? "\"\n" : "", extent_lines, nd->adapter, (unsigned long long)c, h, s,
+             lcid, !strcmp(nd->type->name, "vmfsThin") ? "ddb.thinProvisioned = \"1\"\n" : "", uuid,
              nd->hw_version);
     return t;
 }
@@ -113,8 +112,7 @@ static int fail_io(vdk_error *err, int neg_errno, const char *what, const char *
 
 static int new_file(struct created *cr, const char *name, vdk_file **f, vdk_error *err)
 {
-    int r = cr->st->ops->open(cr->st, name, VDK_STORE_WRITE | VDK_STORE_CREATE | VDK_STORE_EXCL,
-                              f);
+    int r = cr->st->ops->open(cr->st, name, VDK_STORE_WRITE | VDK_STORE_CREATE | VDK_STORE_EXCL, f);
     if (r < 0)
         return r == -EEXIST ? vdk_fail(err, VDK_E_EXISTS, "%s already exists", name)
                             : fail_io(err, r, "creating", name);
@@ -154,8 +152,8 @@ static int kdmv_file(struct created *cr, const char *name, uint64_t sectors, con
     uint64_t gd_sectors = (n_gt * 4 + SECTOR - 1) / SECTOR, gt_sectors = GTES * 4 / SECTOR;
     uint64_t desc_sectors = desc ? DESC_SECTORS : 0;
     uint64_t rgd = 1 + desc_sectors, gd = rgd + gd_sectors + n_gt * gt_sectors;
-    uint64_t overhead = (gd + gd_sectors + n_gt * gt_sectors + GRAIN_SECTORS - 1) /
-                        GRAIN_SECTORS * GRAIN_SECTORS;
+    uint64_t overhead =
+        (gd + gd_sectors + n_gt * gt_sectors + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS;
     if (desc && strlen(desc) > DESC_SECTORS * SECTOR)
         return vdk_fail(err, VDK_E_INVAL, "%s: descriptor too long", name);
     unsigned char h[512] = {0};
@@ -261,7 +259,7 @@ static int sesparse_file(struct created *cr, const char *name, uint64_t sectors,
     uint64_t gd = 5, gd_sectors = (n_gd * 8 + SECTOR - 1) / SECTOR;
     uint64_t gt = gd + gd_sectors, bitmap = gt + n_gd * 64, backmap = bitmap + 1;
     uint64_t data = (backmap + 1 + 7) / 8 * 8;
-    uint64_t regions[8][2] = {{1, 1},      {2, 1},          {3, 2},       {gd, gd_sectors},
+    uint64_t regions[8][2] = {{1, 1},          {2, 1},      {3, 2},       {gd, gd_sectors},
                               {gt, n_gd * 64}, {bitmap, 1}, {backmap, 1}, {data, grains * 8}};
     unsigned char h[512] = {0}, v[512] = {0};
     put_le64(h, 0xcafebabeull);
@@ -305,8 +303,7 @@ static void extent_name(const char *name, const char *suffix, char *full, char *
     (void)b;
 }
 
-static int put_descriptor(struct created *cr, const char *name, const char *text,
-                          vdk_error *err)
+static int put_descriptor(struct created *cr, const char *name, const char *text, vdk_error *err)
 {
     vdk_file *f;
     int r = new_file(cr, name, &f, err);
@@ -329,9 +326,10 @@ static int check_capacity(const char *name, const struct new_disk *nd, vdk_error
     if (nd->sectors == 0)
         return vdk_fail(err, VDK_E_INVAL, "%s: capacity must be at least one sector", name);
     if (nd->sectors > max)
-        return vdk_fail(err, VDK_E_RANGE, "%s: %s holds at most %llu bytes (%.1f TiB); use "
-                        "twoGbMaxExtentSparse or a flat type for larger disks", name,
-                        nd->type->name, (unsigned long long)(max * SECTOR),
+        return vdk_fail(err, VDK_E_RANGE,
+                        "%s: %s holds at most %llu bytes (%.1f TiB); use "
+                        "twoGbMaxExtentSparse or a flat type for larger disks",
+                        name, nd->type->name, (unsigned long long)(max * SECTOR),
                         (double)max / (1ull << 31));
     return 0;
 }
@@ -376,13 +374,11 @@ static int make(struct created *cr, const char *name, const struct new_disk *nd,
         r = flat_file(cr, full, nd->sectors, err);
     } else if (r == 0 && lay == LAY_VMFS_SPARSE) {
         extent_name(name, "-delta", full, base);
-        snprintf(lines, cap, "RW %llu VMFSSPARSE \"%s\"\n", (unsigned long long)nd->sectors,
-                 base);
+        snprintf(lines, cap, "RW %llu VMFSSPARSE \"%s\"\n", (unsigned long long)nd->sectors, base);
         r = cowd_file(cr, full, nd->sectors, nd->parent_hint, err);
     } else if (r == 0 && lay == LAY_SE_SPARSE) {
         extent_name(name, "-sesparse", full, base);
-        snprintf(lines, cap, "RW %llu SESPARSE \"%s\"\n", (unsigned long long)nd->sectors,
-                 base);
+        snprintf(lines, cap, "RW %llu SESPARSE \"%s\"\n", (unsigned long long)nd->sectors, base);
         r = sesparse_file(cr, full, nd->sectors, err);
     }
     if (r == 0 && !(desc = create_descriptor(nd, cid, lines)))
@@ -425,9 +421,9 @@ struct stream_w {
     char name[VDK_NAME_MAX];
     vdk_file *f;
     uint64_t sectors, grains, n_gt;
-    uint64_t at;        /* next byte to write */
-    uint64_t cur_gt;    /* table being filled */
-    uint32_t *gt;       /* its entries */
+    uint64_t at;     /* next byte to write */
+    uint64_t cur_gt; /* table being filled */
+    uint32_t *gt;    /* its entries */
     int gt_used;
     uint32_t *gd;
     unsigned char header[512];
@@ -531,8 +527,7 @@ int stream_open(vdk_store *st, const char *name, const struct new_disk *nd, stru
 
 int stream_put(struct stream_w *w, uint64_t gi, const void *grain, vdk_error *err)
 {
-    if (gi >= w->grains || gi / GTES < w->cur_gt ||
-        (gi / GTES == w->cur_gt && w->gt[gi % GTES]))
+    if (gi >= w->grains || gi / GTES < w->cur_gt || (gi / GTES == w->cur_gt && w->gt[gi % GTES]))
         return vdk_fail(err, VDK_E_INVAL, "%s: stream grains must come in increasing order",
                         w->name);
     int r = 0;

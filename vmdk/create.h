@@ -19,10 +19,10 @@ enum layout {
 };
 
 struct disk_type {
-    const char *name;  /* createType */
+    const char *name; /* createType */
     int layout;
-    int needs_parent;  /* only as a child (redo log) */
-    int can_be_child;  /* VixDiskLib_CreateChild accepts it */
+    int needs_parent; /* only as a child (redo log) */
+    int can_be_child; /* VixDiskLib_CreateChild accepts it */
 };
 
 const struct disk_type *create_find_type(const char *name);
@@ -31,7 +31,7 @@ const struct disk_type *create_find_type(const char *name);
 struct new_disk {
     const struct disk_type *type;
     uint64_t sectors;
-    const char *adapter;     /* ddb value (ide, buslogic, lsilogic, lsisas1068, pvscsi) */
+    const char *adapter; /* ddb value (ide, buslogic, lsilogic, lsisas1068, pvscsi) */
     int hw_version;
     const char *parent_hint; /* NULL for a base disk */
     uint32_t parent_cid;

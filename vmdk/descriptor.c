@@ -132,8 +132,10 @@ static int parse_extent(struct parser *p, const char *s, const char *end, int ac
     struct desc_extent e = {.access = access};
     n = token(&s, end, &tok);
     if (parse_u64(tok, n, &e.sectors) < 0 || e.sectors == 0 || e.sectors > DESC_MAX_SECTORS)
-        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: extent size '%.*s' is not a valid "
-                        "sector count", p->fname, p->lineno, (int)n, tok);
+        return vdk_fail(p->err, VDK_E_CORRUPT,
+                        "%s: line %u: extent size '%.*s' is not a valid "
+                        "sector count",
+                        p->fname, p->lineno, (int)n, tok);
     n = token(&s, end, &tok);
     e.type = lookup(tok, n, type_names, (int)(sizeof(type_names) / sizeof(*type_names)));
     if (e.type < 0)
@@ -149,23 +151,27 @@ static int parse_extent(struct parser *p, const char *s, const char *end, int ac
             while (s < end && *s != '"')
                 s++;
             if (s == end)
-                return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: unterminated quote in "
-                                "extent file name", p->fname, p->lineno);
+                return vdk_fail(p->err, VDK_E_CORRUPT,
+                                "%s: line %u: unterminated quote in "
+                                "extent file name",
+                                p->fname, p->lineno);
             nl = (size_t)(s++ - name);
         } else {
             nl = token(&s, end, &name);
         }
         if (nl == 0)
-            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: empty extent file name",
-                            p->fname, p->lineno);
+            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: empty extent file name", p->fname,
+                            p->lineno);
         if (!(e.file = dup_range(name, nl)))
             return -VDK_E_NOMEM;
         n = token(&s, end, &tok);
         e.has_offset = n != 0;
         if (n && (parse_u64(tok, n, &e.offset) < 0 || e.offset > DESC_MAX_SECTORS)) {
             free(e.file);
-            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: extent offset '%.*s' is not "
-                            "a valid sector number", p->fname, p->lineno, (int)n, tok);
+            return vdk_fail(p->err, VDK_E_CORRUPT,
+                            "%s: line %u: extent offset '%.*s' is not "
+                            "a valid sector number",
+                            p->fname, p->lineno, (int)n, tok);
         }
     }
     if (!e.file && e.type != ET_ZERO)
@@ -222,7 +228,8 @@ static int parse_keyval(struct parser *p, const char *s, const char *end, const 
             ve = q - 1;
     }
     struct desc_line l = {.kind = strncasecmp(s, "ddb.", 4) ? LINE_HEADER : LINE_DDB,
-                          .quoted = quoted, .spaced = ke < eq};
+                          .quoted = quoted,
+                          .spaced = ke < eq};
     l.key = dup_range(s, (size_t)(ke - s));
     l.value = dup_range(v, (size_t)(ve - v));
     int r = (l.key && l.value) ? add_line(p, l) : -VDK_E_NOMEM;
@@ -289,18 +296,22 @@ static int interpret_header(struct parser *p)
         char *e;
         long x = strtol(v, &e, 10);
         if (*e || x < 1 || x > 3)
-            return vdk_fail(p->err, VDK_E_UNSUPPORTED, "%s: descriptor version '%s' is not "
-                            "1, 2 or 3", p->fname, v);
+            return vdk_fail(p->err, VDK_E_UNSUPPORTED,
+                            "%s: descriptor version '%s' is not "
+                            "1, 2 or 3",
+                            p->fname, v);
         d->version = (int)x;
     }
     d->cid = 0xffffffffu;
     if ((v = desc_get(d, "CID")) && parse_hex32(v, &d->cid) < 0)
-        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: CID '%s' is not a 32-bit hex number",
-                        p->fname, v);
+        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: CID '%s' is not a 32-bit hex number", p->fname,
+                        v);
     d->parent_cid = 0xffffffffu;
     if ((v = desc_get(d, "parentCID")) && parse_hex32(v, &d->parent_cid) < 0)
-        return vdk_fail(p->err, VDK_E_CORRUPT, "%s: parentCID '%s' is not a 32-bit hex "
-                        "number", p->fname, v);
+        return vdk_fail(p->err, VDK_E_CORRUPT,
+                        "%s: parentCID '%s' is not a 32-bit hex "
+                        "number",
+                        p->fname, v);
     d->create_type = desc_get(d, "createType");
     if (!d->create_type)
         d->create_type = "";
@@ -313,8 +324,10 @@ static int interpret_header(struct parser *p)
     for (unsigned i = 0; i < d->n_ext; i++) {
         total += d->ext[i].sectors;
         if (total > DESC_MAX_SECTORS)
-            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: extents add up to more than %llu "
-                            "sectors", p->fname, (unsigned long long)DESC_MAX_SECTORS);
+            return vdk_fail(p->err, VDK_E_CORRUPT,
+                            "%s: extents add up to more than %llu "
+                            "sectors",
+                            p->fname, (unsigned long long)DESC_MAX_SECTORS);
     }
     return 0;
 }
@@ -396,8 +409,8 @@ char *desc_format(const struct descriptor *d)
                 r = append(&b, &len, &cap, "\n");
         } else {
             const char *q = l->quoted ? "\"" : "";
-            r = append(&b, &len, &cap, "%s%s%s%s%s\n", l->key, l->spaced ? " = " : "=", q,
-                       l->value, q);
+            r = append(&b, &len, &cap, "%s%s%s%s%s\n", l->key, l->spaced ? " = " : "=", q, l->value,
+                       q);
         }
     }
     if (r < 0) {
@@ -420,8 +433,10 @@ int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error
     if (!valid_key(key, strlen(key)) || strlen(key) > 200)
         return vdk_fail(err, VDK_E_INVAL, "'%s' is not a valid key name", key);
     if (!safe_value(value))
-        return vdk_fail(err, VDK_E_INVAL, "value for %s holds a quote, a line break or a "
-                        "control character (or is longer than 4095 bytes)", key);
+        return vdk_fail(err, VDK_E_INVAL,
+                        "value for %s holds a quote, a line break or a "
+                        "control character (or is longer than 4095 bytes)",
+                        key);
     char *nv = strdup(value);
     if (!nv)
         return -VDK_E_NOMEM;
@@ -437,8 +452,8 @@ int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error
         free(d->lines[found].value);
         d->lines[found].value = nv;
     } else {
-        struct desc_line l = {.kind = kind, .key = strdup(key), .value = nv, .quoted = 1,
-                              .spaced = kind == LINE_DDB};
+        struct desc_line l = {
+            .kind = kind, .key = strdup(key), .value = nv, .quoted = 1, .spaced = kind == LINE_DDB};
         /* header numbers are written bare, as VMware does */
         if (kind == LINE_HEADER && (!strcasecmp(key, "CID") || !strcasecmp(key, "parentCID") ||
                                     !strcasecmp(key, "version")))

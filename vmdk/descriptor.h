@@ -9,7 +9,7 @@
 
 /* Limits that keep hostile descriptors from costing memory or overflowing
  * sector arithmetic. */
-#define DESC_MAX_BYTES (1u << 20)
+#define DESC_MAX_BYTES   (1u << 20)
 #define DESC_MAX_EXTENTS 4096u
 #define DESC_MAX_SECTORS (1ull << 47) /* 64 PiB: beyond any VMware disk */
 
@@ -26,31 +26,31 @@ enum ext_type {
 };
 
 struct desc_extent {
-    int access;       /* enum ext_access */
-    int type;         /* enum ext_type */
+    int access; /* enum ext_access */
+    int type;   /* enum ext_type */
     uint64_t sectors;
-    char *file;       /* NULL for ZERO */
-    uint64_t offset;  /* sectors into the file (FLAT, VMFS) */
-    int has_offset;   /* the line spelled the offset out */
+    char *file;      /* NULL for ZERO */
+    uint64_t offset; /* sectors into the file (FLAT, VMFS) */
+    int has_offset;  /* the line spelled the offset out */
 };
 
 enum line_kind { LINE_RAW, LINE_HEADER, LINE_EXTENT, LINE_DDB };
 
 struct desc_line {
-    int kind;   /* enum line_kind */
-    char *key;  /* HEADER/DDB: key as written ("ddb.uuid") */
-    char *value;/* HEADER/DDB: value without quotes */
-    char *raw;  /* RAW: the line as read (no line ending) */
-    int quoted; /* HEADER/DDB: the value was written in quotes */
-    int spaced; /* HEADER/DDB: written "key = value" rather than "key=value" */
+    int kind;        /* enum line_kind */
+    char *key;       /* HEADER/DDB: key as written ("ddb.uuid") */
+    char *value;     /* HEADER/DDB: value without quotes */
+    char *raw;       /* RAW: the line as read (no line ending) */
+    int quoted;      /* HEADER/DDB: the value was written in quotes */
+    int spaced;      /* HEADER/DDB: written "key = value" rather than "key=value" */
     unsigned extent; /* EXTENT: index into ext[] */
 };
 
 struct descriptor {
     int version;
     uint32_t cid, parent_cid;
-    const char *create_type;  /* points into lines; "" if absent */
-    const char *parent_hint;  /* NULL if absent */
+    const char *create_type; /* points into lines; "" if absent */
+    const char *parent_hint; /* NULL if absent */
     struct desc_extent *ext;
     unsigned n_ext;
     struct desc_line *lines;

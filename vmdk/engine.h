@@ -11,7 +11,7 @@
 #include "vdk.h"
 
 #define CHAIN_MAX_DEPTH 255u
-#define MCACHE_BUDGET (8u << 20)
+#define MCACHE_BUDGET   (8u << 20)
 
 /* What a driver says about a byte range of its extent. */
 enum run_kind {
@@ -62,7 +62,7 @@ struct extent {
     int owns_file;               /* 0 when it is the descriptor's own file */
     uint64_t fid;                /* metadata cache id */
     uint64_t file_size;          /* grows as grains are appended: use ext_file_size() */
-    const char *format; /* ops->format unless the driver says better */
+    const char *format;          /* ops->format unless the driver says better */
     void *priv;
 };
 
@@ -72,8 +72,8 @@ struct vdk_disk {
     char *name;
     unsigned flags;
     struct descriptor *desc;
-    vdk_file *desc_file; /* the file the descriptor was read from */
-    int desc_embedded;   /* descriptor lives inside a sparse extent */
+    vdk_file *desc_file;          /* the file the descriptor was read from */
+    int desc_embedded;            /* descriptor lives inside a sparse extent */
     uint64_t desc_off, desc_room; /* embedded: its byte range (0 room: none) */
     struct extent *ext;
     unsigned n_ext;
@@ -83,8 +83,8 @@ struct vdk_disk {
     struct mcache *mc;
     int owns_mc;
     int unclean;
-    int writable;          /* opened for writing (top link only) */
-    int cid_changed;       /* the CID was renewed since open */
+    int writable;              /* opened for writing (top link only) */
+    int cid_changed;           /* the CID was renewed since open */
     pthread_mutex_t meta_lock; /* descriptor changes */
     pthread_mutex_t err_lock;
     vdk_error last;
@@ -139,8 +139,8 @@ static inline uint64_t ext_file_size(const struct extent *e)
 static inline void ext_grow_size(struct extent *e, uint64_t end)
 {
     uint64_t cur = ext_file_size(e);
-    while (cur < end && !__atomic_compare_exchange_n(&e->file_size, &cur, end, 0,
-                                                     __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+    while (cur < end && !__atomic_compare_exchange_n(&e->file_size, &cur, end, 0, __ATOMIC_RELEASE,
+                                                     __ATOMIC_ACQUIRE))
         ;
 }
 

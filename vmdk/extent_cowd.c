@@ -7,11 +7,11 @@
 #include "sparse32.h"
 #include "util.h"
 
-#define COWD_GTES 4096u
-#define COWD_MAX_GRAIN 2048u
-#define COWD_MAX_GD (32u << 20)
+#define COWD_GTES        4096u
+#define COWD_MAX_GRAIN   2048u
+#define COWD_MAX_GD      (32u << 20)
 #define COWD_FREE_SECTOR 28   /* header: next free sector */
-#define COWD_UNCLEAN 1648     /* header: uncleanShutdown (u32) */
+#define COWD_UNCLEAN     1648 /* header: uncleanShutdown (u32) */
 
 static int cowd_open(struct extent *e, vdk_error *err)
 {
@@ -28,11 +28,15 @@ static int cowd_open(struct extent *e, vdk_error *err)
     if (version != 1)
         return vdk_fail(err, VDK_E_UNSUPPORTED, "%s: COWD version %u is not 1", e->name, version);
     if (grain == 0 || grain > COWD_MAX_GRAIN || (grain & (grain - 1)))
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: COWD grain size of %u sectors is not a power "
-                        "of two up to %u", e->name, grain, COWD_MAX_GRAIN);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: COWD grain size of %u sectors is not a power "
+                        "of two up to %u",
+                        e->name, grain, COWD_MAX_GRAIN);
     if (e->d->sectors > sectors)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: descriptor gives %llu sectors, the COWD header "
-                        "only %u", e->name, (unsigned long long)e->d->sectors, sectors);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: descriptor gives %llu sectors, the COWD header "
+                        "only %u",
+                        e->name, (unsigned long long)e->d->sectors, sectors);
     struct s32 *t = calloc(1, sizeof(*t));
     if (!t)
         return -VDK_E_NOMEM;
@@ -50,8 +54,10 @@ static int cowd_open(struct extent *e, vdk_error *err)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: COWD directory has %u entries, %llu are needed",
                         e->name, gd_entries, (unsigned long long)need);
     if (gd_off < 4 || t->gd_off + (uint64_t)gd_entries * 4 > e->file_size)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: COWD directory (sector %u, %u entries) lies "
-                        "outside the file", e->name, gd_off, gd_entries);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: COWD directory (sector %u, %u entries) lies "
+                        "outside the file",
+                        e->name, gd_off, gd_entries);
     if (le32(h + COWD_UNCLEAN))
         e->disk->unclean = 1;
     uint64_t free_at = (uint64_t)le32(h + COWD_FREE_SECTOR) * SECTOR;

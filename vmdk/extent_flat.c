@@ -7,7 +7,8 @@ static int flat_open(struct extent *e, vdk_error *err)
 {
     uint64_t need = e->d->offset * SECTOR + e->size;
     if (e->file_size < need)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: flat extent file holds %llu bytes, the "
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: flat extent file holds %llu bytes, the "
                         "descriptor needs %llu (offset %llu + %llu sectors): truncated?",
                         e->name, (unsigned long long)e->file_size, (unsigned long long)need,
                         (unsigned long long)e->d->offset, (unsigned long long)e->d->sectors);
@@ -25,9 +26,10 @@ static int flat_write(struct extent *e, uint64_t off, const void *buf, size_t le
     uint64_t at = e->d->offset * SECTOR + off;
     int64_t w = e->file->ops->pwrite(e->file, buf, len, at);
     if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: write of %zu bytes at "
-                         "%llu failed: %s", e->name, len, (unsigned long long)at,
-                         strerror((int)-w));
+        return disk_fail(e->disk, vdk_status_from_errno((int)w),
+                         "%s: write of %zu bytes at "
+                         "%llu failed: %s",
+                         e->name, len, (unsigned long long)at, strerror((int)-w));
     return 0;
 }
 

@@ -10,14 +10,14 @@
 #include "sparse32.h"
 #include "util.h"
 
-#define GD_AT_END 0xffffffffffffffffull
-#define FLAG_RGD (1u << 1)
-#define FLAG_ZEROED_GTE (1u << 2)
-#define FLAG_COMPRESSED (1u << 16)
-#define FLAG_MARKERS (1u << 17)
+#define GD_AT_END         0xffffffffffffffffull
+#define FLAG_RGD          (1u << 1)
+#define FLAG_ZEROED_GTE   (1u << 2)
+#define FLAG_COMPRESSED   (1u << 16)
+#define FLAG_MARKERS      (1u << 17)
 #define MAX_GRAIN_SECTORS 2048u /* 1 MiB: VMware and QEMU use 128 */
-#define MAX_GTES 65536u
-#define ZSLOTS 4u
+#define MAX_GTES          65536u
+#define ZSLOTS            4u
 
 struct zslot {
     uint64_t gte;
@@ -25,11 +25,11 @@ struct zslot {
 };
 
 struct kdmv {
-    struct s32 t;         /* directory, tables, allocation */
+    struct s32 t; /* directory, tables, allocation */
     uint32_t version, flags;
-    uint64_t capacity;    /* sectors */
-    uint64_t header_gd;   /* gdOffset as the header says (GD_AT_END for streams) */
-    int markers;          /* compressed grains start with a {lba, size} marker */
+    uint64_t capacity;  /* sectors */
+    uint64_t header_gd; /* gdOffset as the header says (GD_AT_END for streams) */
+    int markers;        /* compressed grains start with a {lba, size} marker */
     /* Recently inflated grains, so small sequential reads of a compressed
      * disk inflate each grain once. */
     pthread_mutex_t zlock;
@@ -58,12 +58,16 @@ static int read_footer(struct extent *e, struct s32 *t, vdk_error *err)
 {
     unsigned char h[512];
     if (e->file_size < 3 * SECTOR)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: grain directory is at the end of the file, "
-                        "but the file is too short for a footer", e->name);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: grain directory is at the end of the file, "
+                        "but the file is too short for a footer",
+                        e->name);
     int r = read_hdr(e, e->file_size - 2 * SECTOR, h, err);
     if (r < 0)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: grain directory is at the end of the file, "
-                        "but no footer was found there (truncated stream?)", e->name);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: grain directory is at the end of the file, "
+                        "but no footer was found there (truncated stream?)",
+                        e->name);
     t->gd_off = le64(h + 56);
     if (t->gd_off == GD_AT_END)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: footer does not give the grain directory",
@@ -96,8 +100,10 @@ static int kdmv_open(struct extent *e, vdk_error *err)
         return vdk_fail(err, VDK_E_UNSUPPORTED, "%s: sparse format version %u is not 1, 2 or 3",
                         e->name, k->version);
     if (grain == 0 || grain > MAX_GRAIN_SECTORS || (grain & (grain - 1)))
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: grain size of %llu sectors is not a power of "
-                        "two up to %u", e->name, (unsigned long long)grain, MAX_GRAIN_SECTORS);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: grain size of %llu sectors is not a power of "
+                        "two up to %u",
+                        e->name, (unsigned long long)grain, MAX_GRAIN_SECTORS);
     if (t->n_gtes == 0 || t->n_gtes > MAX_GTES)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: %llu entries per grain table is out of range",
                         e->name, (unsigned long long)t->n_gtes);
@@ -105,8 +111,10 @@ static int kdmv_open(struct extent *e, vdk_error *err)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: capacity of %llu sectors is absurd", e->name,
                         (unsigned long long)k->capacity);
     if (e->d->sectors > k->capacity)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: descriptor gives %llu sectors, the sparse "
-                        "header only %llu", e->name, (unsigned long long)e->d->sectors,
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: descriptor gives %llu sectors, the sparse "
+                        "header only %llu",
+                        e->name, (unsigned long long)e->d->sectors,
                         (unsigned long long)k->capacity);
     /* Readers go by compressAlgorithm (QEMU never looks at flag bit 16);
      * a file that sets the flag with another algorithm is not ours. */
@@ -129,17 +137,19 @@ static int kdmv_open(struct extent *e, vdk_error *err)
     t->gd_entries = (k->capacity * SECTOR + t->gt_cover - 1) / t->gt_cover;
     if (t->gd_off == 0 || t->gd_off > e->file_size / SECTOR ||
         t->gd_off * SECTOR + t->gd_entries * 4 > e->file_size)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: grain directory (sector %llu, %llu entries) "
-                        "lies outside the file", e->name, (unsigned long long)t->gd_off,
-                        (unsigned long long)t->gd_entries);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: grain directory (sector %llu, %llu entries) "
+                        "lies outside the file",
+                        e->name, (unsigned long long)t->gd_off, (unsigned long long)t->gd_entries);
     t->gd_off *= SECTOR;
     if ((k->flags & FLAG_RGD) && rgd && rgd <= e->file_size / SECTOR &&
         rgd * SECTOR + t->gd_entries * 4 <= e->file_size)
         t->rgd_off = rgd * SECTOR;
     if (!t->compressed && overhead > e->file_size / SECTOR)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: file is %llu bytes, shorter than its %llu "
-                        "sectors of metadata: truncated", e->name,
-                        (unsigned long long)e->file_size, (unsigned long long)overhead);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: file is %llu bytes, shorter than its %llu "
+                        "sectors of metadata: truncated",
+                        e->name, (unsigned long long)e->file_size, (unsigned long long)overhead);
     /* Stream files of empty disks may end before their nominal overhead. */
     t->min_grain = min_u64(overhead, e->file_size / SECTOR) * SECTOR;
     t->alloc_next = (e->file_size + t->grain - 1) / t->grain * t->grain;
@@ -155,12 +165,16 @@ static int kdmv_write(struct extent *e, uint64_t off, const void *buf, size_t le
 {
     struct kdmv *k = e->priv;
     if (k->t.compressed)
-        return disk_fail(e->disk, VDK_E_UNSUPPORTED, "%s: a streamOptimized disk is written "
+        return disk_fail(e->disk, VDK_E_UNSUPPORTED,
+                         "%s: a streamOptimized disk is written "
                          "once, in order, by clone; it cannot be modified in place (clone it "
-                         "to monolithicSparse first)", e->name);
+                         "to monolithicSparse first)",
+                         e->name);
     if (k->header_gd == GD_AT_END)
-        return disk_fail(e->disk, VDK_E_UNSUPPORTED, "%s: the grain directory sits in a "
-                         "footer; writing would move it (clone the disk first)", e->name);
+        return disk_fail(e->disk, VDK_E_UNSUPPORTED,
+                         "%s: the grain directory sits in a "
+                         "footer; writing would move it (clone the disk first)",
+                         e->name);
     return s32_write(e, &k->t, off, buf, len);
 }
 
@@ -185,8 +199,10 @@ static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, unsigne
         csize = le32(m + 8);
         at += 12;
         if (csize == 0 || csize > limit || at + csize > e->file_size)
-            return disk_fail(e->disk, VDK_E_CORRUPT, "%s: compressed grain at sector %u "
-                             "claims %llu bytes", e->name, gte, (unsigned long long)csize);
+            return disk_fail(e->disk, VDK_E_CORRUPT,
+                             "%s: compressed grain at sector %u "
+                             "claims %llu bytes",
+                             e->name, gte, (unsigned long long)csize);
     } else {
         /* No marker: the zlib stream itself says where it ends. */
         csize = min_u64(limit, e->file_size - at);
@@ -196,8 +212,8 @@ static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, unsigne
         return -VDK_E_NOMEM;
     int rc = ext_pread_exact(e, in, csize, at);
     if (rc == 0) {
-        z_stream z = {.next_in = in, .avail_in = (uInt)csize, .next_out = out,
-                      .avail_out = (uInt)k->t.grain};
+        z_stream z = {
+            .next_in = in, .avail_in = (uInt)csize, .next_out = out, .avail_out = (uInt)k->t.grain};
         int zr = inflateInit(&z);
         if (zr == Z_OK) {
             zr = inflate(&z, Z_FINISH);
@@ -206,8 +222,10 @@ static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, unsigne
             inflateEnd(&z);
         }
         if (zr != Z_STREAM_END)
-            rc = disk_fail(e->disk, VDK_E_CORRUPT, "%s: compressed grain at sector %u does not "
-                           "inflate to at most one grain (zlib %d)", e->name, gte, zr);
+            rc = disk_fail(e->disk, VDK_E_CORRUPT,
+                           "%s: compressed grain at sector %u does not "
+                           "inflate to at most one grain (zlib %d)",
+                           e->name, gte, zr);
     }
     free(in);
     return rc;

@@ -8,21 +8,21 @@
 #include "engine.h"
 #include "util.h"
 
-#define SE_MAGIC 0xcafebabeull
+#define SE_MAGIC          0xcafebabeull
 #define SE_VOLATILE_MAGIC 0xcafecafeull
-#define SE_VERSION 0x0000000200000001ull
-#define SE_GRAIN 8u      /* sectors */
-#define SE_GT_SECTORS 64u /* 4096 entries of 8 bytes */
-#define SE_GTES 4096u
+#define SE_VERSION        0x0000000200000001ull
+#define SE_GRAIN          8u  /* sectors */
+#define SE_GT_SECTORS     64u /* 4096 entries of 8 bytes */
+#define SE_GTES           4096u
 
 struct sesparse {
     uint64_t gd_off, gd_entries;
     uint64_t gt_off, gt_count;
     uint64_t grains_off, grains_count;
-    uint64_t vol_off;      /* volatile header (bytes) */
-    pthread_mutex_t lock;  /* serialises allocation */
-    uint64_t next_gt;      /* next free grain table index */
-    uint64_t next_grain;   /* next free grain index: grains are appended */
+    uint64_t vol_off;     /* volatile header (bytes) */
+    pthread_mutex_t lock; /* serialises allocation */
+    uint64_t next_gt;     /* next free grain table index */
+    uint64_t next_grain;  /* next free grain index: grains are appended */
 };
 
 static int se_fail(struct extent *e, vdk_error *err, const char *what)
@@ -62,16 +62,18 @@ static int se_open(struct extent *e, vdk_error *err)
         return se_fail(e, err, "header flags are set");
     uint64_t cap = le64(h + 16);
     if (e->d->sectors > cap)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: descriptor gives %llu sectors, the seSparse "
-                        "header only %llu", e->name, (unsigned long long)e->d->sectors,
-                        (unsigned long long)cap);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: descriptor gives %llu sectors, the seSparse "
+                        "header only %llu",
+                        e->name, (unsigned long long)e->d->sectors, (unsigned long long)cap);
     uint64_t voff = le64(h + 80);
     if (voff > e->file_size / SECTOR ||
         e->file->ops->pread(e->file, v, sizeof(v), voff * SECTOR) != (int64_t)sizeof(v) ||
         le64(v) != SE_VOLATILE_MAGIC)
         return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse volatile header missing", e->name);
     if (le64(v + 24) != 0)
-        return se_fail(e, err, "journal needs replaying (the disk was not closed cleanly); "
+        return se_fail(e, err,
+                       "journal needs replaying (the disk was not closed cleanly); "
                        "open it once in ESXi to replay it");
     struct sesparse *s = calloc(1, sizeof(*s));
     if (!s)
@@ -87,14 +89,15 @@ static int se_open(struct extent *e, vdk_error *err)
     uint64_t lim = e->file_size / SECTOR;
     if (s->gd_off > lim || gd_size > lim || s->gd_off + gd_size > lim || s->gt_off > lim ||
         gt_size > lim || s->grains_off > lim || gr_size > (1ull << 47))
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse regions lie outside the file",
-                        e->name);
+        return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse regions lie outside the file", e->name);
     s->gd_entries = gd_size * SECTOR / 8;
     s->gt_count = gt_size / SE_GT_SECTORS;
     s->grains_count = gr_size / SE_GRAIN;
     if (s->gd_entries * SE_GTES * SE_GRAIN < e->d->sectors)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse directory of %llu entries does not "
-                        "cover the disk", e->name, (unsigned long long)s->gd_entries);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: seSparse directory of %llu entries does not "
+                        "cover the disk",
+                        e->name, (unsigned long long)s->gd_entries);
     s->gd_off *= SECTOR;
     s->gt_off *= SECTOR;
     s->grains_off *= SECTOR;
@@ -117,19 +120,22 @@ static int se_entry(struct extent *e, struct sesparse *s, uint64_t gte, uint64_t
         *r = (struct run){.kind = RUN_ZERO, .len = n};
         return 0;
     case 3: {
-        uint64_t idx = ((gte & 0x0fff000000000000ull) >> 48) | ((gte & 0x0000ffffffffffffull)
-                                                                << 12);
+        uint64_t idx =
+            ((gte & 0x0fff000000000000ull) >> 48) | ((gte & 0x0000ffffffffffffull) << 12);
         uint64_t fo = s->grains_off + idx * SE_GRAIN * SECTOR + in_grain;
         if (idx >= s->grains_count || fo + n > e->file_size)
-            return disk_fail(e->disk, VDK_E_CORRUPT, "%s: grain %llu for offset %llu lies "
-                             "outside the grain area", e->name, (unsigned long long)idx,
-                             (unsigned long long)pos);
+            return disk_fail(e->disk, VDK_E_CORRUPT,
+                             "%s: grain %llu for offset %llu lies "
+                             "outside the grain area",
+                             e->name, (unsigned long long)idx, (unsigned long long)pos);
         *r = (struct run){.kind = RUN_DATA, .len = n, .file_off = fo};
         return 0;
     }
     }
-    return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx for offset "
-                     "%llu", e->name, (unsigned long long)gte, (unsigned long long)pos);
+    return disk_fail(e->disk, VDK_E_CORRUPT,
+                     "%s: bad grain table entry %016llx for offset "
+                     "%llu",
+                     e->name, (unsigned long long)gte, (unsigned long long)pos);
 }
 
 static int se_status(struct extent *e, uint64_t off, uint64_t len, struct run *r)
@@ -145,8 +151,8 @@ static int se_status(struct extent *e, uint64_t off, uint64_t len, struct run *r
         return 0;
     }
     if ((gde >> 32) != 0x10000000u || (gde & 0xffffffffu) >= s->gt_count)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain directory entry %016llx",
-                         e->name, (unsigned long long)gde);
+        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain directory entry %016llx", e->name,
+                         (unsigned long long)gde);
     uint64_t gt = s->gt_off + (gde & 0xffffffffu) * SE_GT_SECTORS * SECTOR;
     uint64_t gt_end = (gdi + 1) * SE_GTES;
     r->len = 0;
@@ -159,8 +165,8 @@ static int se_status(struct extent *e, uint64_t off, uint64_t len, struct run *r
         rc = se_entry(e, s, gte, pos, in, min_u64(len - r->len, grain - in), &nr);
         if (rc < 0)
             return rc;
-        if (r->len && (nr.kind != r->kind ||
-                       (nr.kind == RUN_DATA && nr.file_off != r->file_off + r->len)))
+        if (r->len &&
+            (nr.kind != r->kind || (nr.kind == RUN_DATA && nr.file_off != r->file_off + r->len)))
             break;
         if (!r->len)
             *r = nr;
@@ -191,8 +197,7 @@ static int se_set(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gd
         return put_u64(e, gt + (gi % SE_GTES) * 8, v);
     }
     if (s->next_gt >= s->gt_count)
-        return disk_fail(e->disk, VDK_E_NOSPC, "%s: no room for another grain table",
-                         e->name);
+        return disk_fail(e->disk, VDK_E_NOSPC, "%s: no room for another grain table", e->name);
     uint64_t t = s->next_gt++;
     unsigned char *tab = calloc(1, gt_bytes);
     if (!tab)
@@ -237,8 +242,8 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
     uint64_t idx = s->next_grain++, at = s->grains_off + idx * grain;
     int64_t w = e->file->ops->pwrite(e->file, g, grain, at);
     if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: writing a grain: %s",
-                         e->name, strerror((int)-w));
+        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: writing a grain: %s", e->name,
+                         strerror((int)-w));
     ext_grow_size(e, at + grain);
     uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
     return se_set(e, s, gi, gde, v);
@@ -252,10 +257,10 @@ static int se_lookup(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t
     if (r < 0 || !*gde)
         return r;
     if ((*gde >> 32) != 0x10000000u || (*gde & 0xffffffffu) >= s->gt_count)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain directory entry %016llx",
-                         e->name, (unsigned long long)*gde);
-    return ext_read_u64(e, s->gt_off + (*gde & 0xffffffffu) * SE_GT_SECTORS * SECTOR +
-                               (gi % SE_GTES) * 8, gte);
+        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain directory entry %016llx", e->name,
+                         (unsigned long long)*gde);
+    return ext_read_u64(
+        e, s->gt_off + (*gde & 0xffffffffu) * SE_GT_SECTORS * SECTOR + (gi % SE_GTES) * 8, gte);
 }
 
 static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
@@ -275,13 +280,15 @@ static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
             if (r == 0) {
                 int64_t w = e->file->ops->pwrite(e->file, p, n, run.file_off);
                 if (w < 0)
-                    r = disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: write "
-                                  "failed: %s", e->name, strerror((int)-w));
+                    r = disk_fail(e->disk, vdk_status_from_errno((int)w),
+                                  "%s: write "
+                                  "failed: %s",
+                                  e->name, strerror((int)-w));
             }
         } else {
             if (r == 0 && gte && gte >> 60 != 1 && gte >> 60 != 2)
-                r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx",
-                              e->name, (unsigned long long)gte);
+                r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx", e->name,
+                              (unsigned long long)gte);
             if (r == 0)
                 r = se_allocate(e, s, gi, gde, gte, in, p, n);
             pthread_mutex_unlock(&s->lock);

@@ -8,8 +8,8 @@
 #include "engine.h"
 #include "util.h"
 
-#define MAGIC_KDMV 0x564d444bu
-#define MAGIC_COWD 0x44574f43u
+#define MAGIC_KDMV     0x564d444bu
+#define MAGIC_COWD     0x44574f43u
 #define MAGIC_SESPARSE 0xcafebabeu
 
 int disk_fail(struct vdk_disk *d, int code, const char *fmt, ...)
@@ -27,12 +27,15 @@ int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off)
 {
     int64_t got = e->file->ops->pread(e->file, buf, len, off);
     if (got < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)got), "%s: read of %zu bytes at "
-                         "%llu failed: %s", e->name, len, (unsigned long long)off,
-                         strerror((int)-got));
+        return disk_fail(e->disk, vdk_status_from_errno((int)got),
+                         "%s: read of %zu bytes at "
+                         "%llu failed: %s",
+                         e->name, len, (unsigned long long)off, strerror((int)-got));
     if ((size_t)got != len)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: %zu bytes at %llu lie past the end of "
-                         "the file", e->name, len, (unsigned long long)off);
+        return disk_fail(e->disk, VDK_E_CORRUPT,
+                         "%s: %zu bytes at %llu lie past the end of "
+                         "the file",
+                         e->name, len, (unsigned long long)off);
     return 0;
 }
 
@@ -40,8 +43,10 @@ static int ext_read_entry(struct extent *e, uint64_t off, void *out, size_t n)
 {
     int r = mcache_read(e->disk->mc, e->fid, e->file, off, out, n);
     if (r == -VDK_E_CORRUPT)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: table entry at byte %llu lies past the "
-                         "end of the file", e->name, (unsigned long long)off);
+        return disk_fail(e->disk, VDK_E_CORRUPT,
+                         "%s: table entry at byte %llu lies past the "
+                         "end of the file",
+                         e->name, (unsigned long long)off);
     if (r < 0)
         return disk_fail(e->disk, r, "%s: reading table at %llu: %s", e->name,
                          (unsigned long long)off, vdk_strerror(r));
@@ -71,8 +76,10 @@ static int store_err(vdk_error *err, int neg_errno, const char *what, const char
     int code = vdk_status_from_errno(neg_errno);
     if (code == -VDK_E_ESCAPE) {
         const char *noun = strncmp(what, "opening ", 8) ? what : what + 8;
-        return vdk_fail(err, VDK_E_ESCAPE, "%s \"%s\" lies outside the disk's folder (absolute "
-                        "path, \"..\" or a symlink leading out): refused", noun, name);
+        return vdk_fail(err, VDK_E_ESCAPE,
+                        "%s \"%s\" lies outside the disk's folder (absolute "
+                        "path, \"..\" or a symlink leading out): refused",
+                        noun, name);
     }
     return vdk_fail(err, code, "%s \"%s\": %s", what, name, strerror(-neg_errno));
 }
@@ -86,21 +93,24 @@ static int resolve_name(struct vdk_disk *d, const char *base, const char *rel, c
         d->store->ops->relativize(d->store, rel, out, outlen) == 0)
         r = 0;
     if (r == -VDK_E_ESCAPE)
-        return vdk_fail(err, VDK_E_ESCAPE, "%s: %s \"%s\" lies outside the disk's folder: "
-                        "refused", base, what, rel);
+        return vdk_fail(err, VDK_E_ESCAPE,
+                        "%s: %s \"%s\" lies outside the disk's folder: "
+                        "refused",
+                        base, what, rel);
     if (r < 0)
         return vdk_fail(err, VDK_E_INVAL, "%s: %s \"%s\" is not a usable name", base, what, rel);
     return 0;
 }
 
 /* A descriptor for a bare sparse file that has none (a lone extent). */
-static int synthesize(struct vdk_disk *d, const char *type, const char *etype,
-                      uint64_t sectors, vdk_error *err)
+static int synthesize(struct vdk_disk *d, const char *type, const char *etype, uint64_t sectors,
+                      vdk_error *err)
 {
     char text[VDK_NAME_MAX + 160];
-    int n = snprintf(text, sizeof(text), "version=1\nCID=ffffffff\nparentCID=ffffffff\n"
-                     "createType=\"%s\"\nRW %llu %s \"%s\"\n", type,
-                     (unsigned long long)sectors, etype, vdk_basename(d->name));
+    int n = snprintf(text, sizeof(text),
+                     "version=1\nCID=ffffffff\nparentCID=ffffffff\n"
+                     "createType=\"%s\"\nRW %llu %s \"%s\"\n",
+                     type, (unsigned long long)sectors, etype, vdk_basename(d->name));
     if (n < 0 || (size_t)n >= sizeof(text))
         return vdk_fail(err, VDK_E_INVAL, "%s: name too long", d->name);
     d->desc_embedded = 1;
@@ -126,30 +136,35 @@ static int read_descriptor(struct vdk_disk *d, vdk_error *err)
     if (got < 0)
         return store_err(err, (int)got, "reading", d->name);
     if (got < 4)
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: file too small to be a VMDK (%lld bytes)",
-                        d->name, (long long)got);
+        return vdk_fail(err, VDK_E_CORRUPT, "%s: file too small to be a VMDK (%lld bytes)", d->name,
+                        (long long)got);
     if (d->flags & VDK_OPEN_RAW) {
         uint64_t size;
         int r = f->ops->size(f, &size);
         if (r < 0)
             return store_err(err, r, "reading", d->name);
         if (size == 0 || size % SECTOR)
-            return vdk_fail(err, VDK_E_INVAL, "%s: a raw image must be a non-zero multiple of "
-                            "512 bytes (it is %llu)", d->name, (unsigned long long)size);
+            return vdk_fail(err, VDK_E_INVAL,
+                            "%s: a raw image must be a non-zero multiple of "
+                            "512 bytes (it is %llu)",
+                            d->name, (unsigned long long)size);
         return synthesize(d, "monolithicFlat", "FLAT", size / SECTOR, err);
     }
     uint32_t magic = le32(head);
     if (magic == MAGIC_KDMV) {
         if (got < 512)
-            return vdk_fail(err, VDK_E_CORRUPT, "%s: sparse header truncated (%lld of 512 "
-                            "bytes)", d->name, (long long)got);
+            return vdk_fail(err, VDK_E_CORRUPT,
+                            "%s: sparse header truncated (%lld of 512 "
+                            "bytes)",
+                            d->name, (long long)got);
         uint64_t doff = le64(head + 28), dsize = le64(head + 36);
         if (doff == 0 || dsize == 0)
             return synthesize(d, "monolithicSparse", "SPARSE", le64(head + 12), err);
         if (dsize > DESC_MAX_BYTES / SECTOR || doff > UINT64_MAX / SECTOR / 2)
-            return vdk_fail(err, VDK_E_CORRUPT, "%s: embedded descriptor of %llu sectors at "
-                            "sector %llu is out of bounds", d->name, (unsigned long long)dsize,
-                            (unsigned long long)doff);
+            return vdk_fail(err, VDK_E_CORRUPT,
+                            "%s: embedded descriptor of %llu sectors at "
+                            "sector %llu is out of bounds",
+                            d->name, (unsigned long long)dsize, (unsigned long long)doff);
         size_t len = (size_t)dsize * SECTOR;
         d->desc_off = doff * SECTOR;
         d->desc_room = len;
@@ -161,9 +176,10 @@ static int read_descriptor(struct vdk_disk *d, vdk_error *err)
         if (got < 0)
             r = store_err(err, (int)got, "reading", d->name);
         else if ((size_t)got < len)
-            r = vdk_fail(err, VDK_E_CORRUPT, "%s: embedded descriptor (sector %llu, %llu "
-                         "sectors) lies past the end of the file", d->name,
-                         (unsigned long long)doff, (unsigned long long)dsize);
+            r = vdk_fail(err, VDK_E_CORRUPT,
+                         "%s: embedded descriptor (sector %llu, %llu "
+                         "sectors) lies past the end of the file",
+                         d->name, (unsigned long long)doff, (unsigned long long)dsize);
         else
             r = desc_parse(text, len, d->name, &d->desc, err);
         free(text);
@@ -180,8 +196,10 @@ static int read_descriptor(struct vdk_disk *d, vdk_error *err)
     if (r < 0)
         return store_err(err, r, "reading", d->name);
     if (size > DESC_MAX_BYTES || !looks_like_text(head, (size_t)got))
-        return vdk_fail(err, VDK_E_CORRUPT, "%s: not a VMDK (no sparse header magic and not "
-                        "a text descriptor)", d->name);
+        return vdk_fail(err, VDK_E_CORRUPT,
+                        "%s: not a VMDK (no sparse header magic and not "
+                        "a text descriptor)",
+                        d->name);
     char *text = malloc((size_t)size + 1);
     if (!text)
         return -VDK_E_NOMEM;
@@ -227,8 +245,8 @@ static int open_extent(struct vdk_disk *d, struct extent *e, vdk_error *err)
         return 0;
     }
     char name[VDK_NAME_MAX];
-    if (d->desc_embedded && (d->n_ext == 1 || !strcmp(vdk_basename(de->file),
-                                                      vdk_basename(d->name)))) {
+    if (d->desc_embedded &&
+        (d->n_ext == 1 || !strcmp(vdk_basename(de->file), vdk_basename(d->name)))) {
         /* The data lives in the file that holds the descriptor, whatever
          * name the descriptor gives it (files get renamed). */
         snprintf(name, sizeof(name), "%s", d->name);
@@ -237,8 +255,8 @@ static int open_extent(struct vdk_disk *d, struct extent *e, vdk_error *err)
         int r = resolve_name(d, d->name, de->file, name, sizeof(name), "extent", err);
         if (r < 0)
             return r;
-        r = d->store->ops->open(d->store, name,
-                                d->writable ? VDK_STORE_WRITE : VDK_STORE_READ, &e->file);
+        r = d->store->ops->open(d->store, name, d->writable ? VDK_STORE_WRITE : VDK_STORE_READ,
+                                &e->file);
         if (r < 0)
             return store_err(err, r, "opening extent", name);
         e->owns_file = 1;
@@ -304,8 +322,7 @@ static int open_link(vdk_store *st, const char *name, unsigned flags, int writab
     d->name = strdup(name);
     int r = d->name ? 0 : -VDK_E_NOMEM;
     if (r == 0) {
-        r = st->ops->open(st, name, writable ? VDK_STORE_WRITE : VDK_STORE_READ,
-                          &d->desc_file);
+        r = st->ops->open(st, name, writable ? VDK_STORE_WRITE : VDK_STORE_READ, &d->desc_file);
         if (r < 0) {
             d->desc_file = NULL;
             r = store_err(err, r, "opening", name);
@@ -356,8 +373,7 @@ static int wrap_parent(vdk_error *err, int r, const char *child)
     return r;
 }
 
-static int open_parent(struct vdk_disk *top, struct vdk_disk *cur, unsigned flags,
-                       vdk_error *err)
+static int open_parent(struct vdk_disk *top, struct vdk_disk *cur, unsigned flags, vdk_error *err)
 {
     char pname[VDK_NAME_MAX];
     int r = resolve_name(cur, cur->name, cur->desc->parent_hint, pname, sizeof(pname),
@@ -380,7 +396,8 @@ static int open_parent(struct vdk_disk *top, struct vdk_disk *cur, unsigned flag
         return wrap_parent(err, r, cur->name);
     cur->parent = p;
     if (!(flags & VDK_OPEN_IGNORE_CID) && cur->desc->parent_cid != p->desc->cid)
-        return vdk_fail(err, VDK_E_CID_MISMATCH, "%s: parentCID %08x does not match CID %08x "
+        return vdk_fail(err, VDK_E_CID_MISMATCH,
+                        "%s: parentCID %08x does not match CID %08x "
                         "of its parent %s (the parent changed after the child was made)",
                         cur->name, cur->desc->parent_cid, p->desc->cid, pname);
     return 0;
@@ -418,9 +435,8 @@ int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_di
         return r;
     }
     top->owns_mc = 1;
-    for (struct vdk_disk *cur = top; r == 0 && cur->desc->parent_hint &&
-                                     !(flags & VDK_OPEN_SINGLE_LINK);
-         cur = cur->parent)
+    for (struct vdk_disk *cur = top;
+         r == 0 && cur->desc->parent_hint && !(flags & VDK_OPEN_SINGLE_LINK); cur = cur->parent)
         r = open_parent(top, cur, flags, err);
     if (r < 0) {
         chain_close(top);
@@ -500,16 +516,18 @@ int link_write_descriptor(struct vdk_disk *d, vdk_error *err)
         r = vdk_fail(err, VDK_E_UNSUPPORTED, "%s: this sparse file has no descriptor area",
                      d->name);
     } else if (len > d->desc_room) {
-        r = vdk_fail(err, VDK_E_NOSPC, "%s: the descriptor (%zu bytes) no longer fits the %llu "
-                     "bytes reserved for it", d->name, len, (unsigned long long)d->desc_room);
+        r = vdk_fail(err, VDK_E_NOSPC,
+                     "%s: the descriptor (%zu bytes) no longer fits the %llu "
+                     "bytes reserved for it",
+                     d->name, len, (unsigned long long)d->desc_room);
     } else {
         /* In place, padded with NULs over the whole reserved area. */
         char *area = calloc(1, (size_t)d->desc_room);
         r = area ? 0 : -VDK_E_NOMEM;
         if (r == 0) {
             memcpy(area, text, len);
-            int64_t w = d->desc_file->ops->pwrite(d->desc_file, area, (size_t)d->desc_room,
-                                                  d->desc_off);
+            int64_t w =
+                d->desc_file->ops->pwrite(d->desc_file, area, (size_t)d->desc_room, d->desc_off);
             r = w < 0 ? (int)w : d->desc_file->ops->flush(d->desc_file);
             if (r < 0)
                 r = store_err(err, r, "writing the descriptor of", d->name);
@@ -559,9 +577,10 @@ int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t of
     if (!d->writable)
         return disk_fail(d, VDK_E_RDONLY, "%s: opened read-only", d->name);
     if (off > d->capacity || len > d->capacity - off)
-        return disk_fail(d, VDK_E_RANGE, "%s: write of %zu bytes at %llu passes the capacity "
-                         "(%llu bytes)", d->name, len, (unsigned long long)off,
-                         (unsigned long long)d->capacity);
+        return disk_fail(d, VDK_E_RANGE,
+                         "%s: write of %zu bytes at %llu passes the capacity "
+                         "(%llu bytes)",
+                         d->name, len, (unsigned long long)off, (unsigned long long)d->capacity);
     int r = len ? renew_cid(d) : 0;
     size_t done = 0;
     while (r == 0 && done < len) {
@@ -569,16 +588,17 @@ int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t of
         size_t n = (size_t)min_u64(len - done, e->start + e->size - (off + done));
         const unsigned char *p = (const unsigned char *)buf + done;
         if (e->d->access != EA_RW)
-            r = disk_fail(d, VDK_E_RDONLY, "%s: extent %u is %s", d->name,
-                          (unsigned)(e - d->ext), desc_access_name(e->d->access));
+            r = disk_fail(d, VDK_E_RDONLY, "%s: extent %u is %s", d->name, (unsigned)(e - d->ext),
+                          desc_access_name(e->d->access));
         else if (e->d->type == ET_ZERO)
             r = all_zero(p, n) ? 0
-                               : disk_fail(d, VDK_E_UNSUPPORTED, "%s: extent %u is a ZERO "
-                                           "extent and cannot hold data", d->name,
-                                           (unsigned)(e - d->ext));
+                               : disk_fail(d, VDK_E_UNSUPPORTED,
+                                           "%s: extent %u is a ZERO "
+                                           "extent and cannot hold data",
+                                           d->name, (unsigned)(e - d->ext));
         else if (!e->ops->write)
-            r = disk_fail(d, VDK_E_UNSUPPORTED, "%s: writing %s extents is not supported",
-                          e->name, e->format);
+            r = disk_fail(d, VDK_E_UNSUPPORTED, "%s: writing %s extents is not supported", e->name,
+                          e->format);
         else
             r = e->ops->write(e, off + done - e->start, p, n);
         done += n;

@@ -11,9 +11,9 @@
 #define SHARDS 16u
 
 struct block {
-    uint64_t fid, index; /* key: file id and block number */
-    uint32_t valid;      /* bytes read from the file (short at its end) */
-    struct block *hnext; /* hash chain */
+    uint64_t fid, index;       /* key: file id and block number */
+    uint32_t valid;            /* bytes read from the file (short at its end) */
+    struct block *hnext;       /* hash chain */
     struct block *prev, *next; /* LRU list, most recent first */
     unsigned char data[MCACHE_BLOCK];
 };

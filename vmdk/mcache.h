@@ -22,8 +22,7 @@ uint64_t mcache_new_id(void);
 /* Copy n bytes (n <= 8, not crossing a 4 KiB boundary) at off of file f
  * (identified by fid).  Returns 0, -VDK_E_CORRUPT when the bytes lie past the
  * end of the file, or another negative vdk_status. Thread-safe. */
-int mcache_read(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, void *out,
-                size_t n);
+int mcache_read(struct mcache *mc, uint64_t fid, vdk_file *f, uint64_t off, void *out, size_t n);
 
 /* Write n bytes at off through to the file and into any cached block, so
  * readers never see a stale table entry. */

@@ -32,8 +32,8 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
         struct extent *e = link_find_extent(l, off);
         uint64_t n = min_u64(limit, e->start + e->size - off);
         if (e->d->access == EA_NOACCESS)
-            return disk_fail(d, VDK_E_ACCESS, "%s: extent %u is NOACCESS (offset %llu)",
-                             l->name, (unsigned)(e - l->ext), (unsigned long long)off);
+            return disk_fail(d, VDK_E_ACCESS, "%s: extent %u is NOACCESS (offset %llu)", l->name,
+                             (unsigned)(e - l->ext), (unsigned long long)off);
         int rc = e->ops->status(e, off - e->start, n, r);
         if (rc < 0)
             return rc;
@@ -69,11 +69,15 @@ int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
         if (r.kind == RUN_DATA) {
             int64_t got = e->file->ops->pread(e->file, p, n, r.file_off);
             if (got < 0)
-                return disk_fail(d, vdk_status_from_errno((int)got), "%s: read of %zu bytes "
-                                 "at %llu failed", e->name, n, (unsigned long long)r.file_off);
+                return disk_fail(d, vdk_status_from_errno((int)got),
+                                 "%s: read of %zu bytes "
+                                 "at %llu failed",
+                                 e->name, n, (unsigned long long)r.file_off);
             if ((size_t)got != n)
-                return disk_fail(d, VDK_E_CORRUPT, "%s: data at %llu lies past the end of "
-                                 "the file", e->name, (unsigned long long)r.file_off);
+                return disk_fail(d, VDK_E_CORRUPT,
+                                 "%s: data at %llu lies past the end of "
+                                 "the file",
+                                 e->name, (unsigned long long)r.file_off);
         } else if (r.kind == RUN_INDIRECT) {
             rc = e->ops->read_indirect(e, off + done - e->start, p, n);
             if (rc < 0)

@@ -40,8 +40,10 @@ static int classify(struct extent *e, struct s32 *s, uint32_t gte, uint64_t off,
     }
     uint64_t gstart = (uint64_t)gte * SECTOR, size = ext_file_size(e);
     if (gstart < s->min_grain || gstart >= size)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: grain for offset %llu points to sector "
-                         "%u, %s", e->name, (unsigned long long)off, gte,
+        return disk_fail(e->disk, VDK_E_CORRUPT,
+                         "%s: grain for offset %llu points to sector "
+                         "%u, %s",
+                         e->name, (unsigned long long)off, gte,
                          gstart >= size ? "past the end of the file" : "inside the metadata");
     if (s->compressed) {
         *r = (struct run){.kind = RUN_INDIRECT, .len = n};
@@ -49,8 +51,10 @@ static int classify(struct extent *e, struct s32 *s, uint32_t gte, uint64_t off,
     }
     uint64_t in = off % s->grain;
     if (gstart + in + n > size)
-        return disk_fail(e->disk, VDK_E_CORRUPT, "%s: grain at sector %u runs past the end "
-                         "of the file", e->name, gte);
+        return disk_fail(e->disk, VDK_E_CORRUPT,
+                         "%s: grain at sector %u runs past the end "
+                         "of the file",
+                         e->name, gte);
     *r = (struct run){.kind = RUN_DATA, .len = n, .file_off = gstart + in};
     return 0;
 }
@@ -93,8 +97,10 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
 static int reserve(struct extent *e, struct s32 *s, uint64_t len, uint64_t *at)
 {
     if ((s->alloc_next + len) / SECTOR > UINT32_MAX)
-        return disk_fail(e->disk, VDK_E_NOSPC, "%s: sparse extent is full (grain sectors are "
-                         "32-bit: 2 TiB per extent file)", e->name);
+        return disk_fail(e->disk, VDK_E_NOSPC,
+                         "%s: sparse extent is full (grain sectors are "
+                         "32-bit: 2 TiB per extent file)",
+                         e->name);
     *at = s->alloc_next;
     s->alloc_next += len;
     return 0;
@@ -164,8 +170,10 @@ static int pwrite_data(struct extent *e, const void *buf, size_t n, uint64_t at)
 {
     int64_t w = e->file->ops->pwrite(e->file, buf, n, at);
     if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: write of %zu bytes at "
-                         "%llu failed: %s", e->name, n, (unsigned long long)at, strerror((int)-w));
+        return disk_fail(e->disk, vdk_status_from_errno((int)w),
+                         "%s: write of %zu bytes at "
+                         "%llu failed: %s",
+                         e->name, n, (unsigned long long)at, strerror((int)-w));
     return 0;
 }
 
@@ -212,8 +220,8 @@ out:
     return r;
 }
 
-static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in,
-                       const void *buf, size_t n)
+static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in, const void *buf,
+                       size_t n)
 {
     uint32_t gte, gde;
     int r = s32_lookup(e, s, gi, &gte, &gde);

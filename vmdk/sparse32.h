@@ -11,17 +11,17 @@
 #include "engine.h"
 
 struct s32 {
-    uint64_t grain;      /* bytes per grain */
-    uint64_t n_gtes;     /* entries per grain table */
-    uint64_t gt_cover;   /* bytes of disk per grain table */
-    uint64_t gt_bytes;   /* bytes a table occupies, rounded to sectors */
-    uint64_t gd_off;     /* byte offset of the directory */
-    uint64_t rgd_off;    /* byte offset of the redundant directory, 0 if none */
+    uint64_t grain;    /* bytes per grain */
+    uint64_t n_gtes;   /* entries per grain table */
+    uint64_t gt_cover; /* bytes of disk per grain table */
+    uint64_t gt_bytes; /* bytes a table occupies, rounded to sectors */
+    uint64_t gd_off;   /* byte offset of the directory */
+    uint64_t rgd_off;  /* byte offset of the redundant directory, 0 if none */
     uint64_t gd_entries;
-    uint64_t min_grain;  /* grains may not start below this byte offset */
-    int gte1_zero;       /* a table entry of 1 means "zeros" (KDMV) */
-    int zeroed_ok;       /* writers may set entries to 1 (header flag bit 2) */
-    int compressed;      /* grains are stream-compressed (read through the driver) */
+    uint64_t min_grain;   /* grains may not start below this byte offset */
+    int gte1_zero;        /* a table entry of 1 means "zeros" (KDMV) */
+    int zeroed_ok;        /* writers may set entries to 1 (header flag bit 2) */
+    int compressed;       /* grains are stream-compressed (read through the driver) */
     pthread_mutex_t lock; /* serialises allocation */
     uint64_t alloc_next;  /* where the next grain or table goes */
 };

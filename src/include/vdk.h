@@ -75,7 +75,7 @@ VDK_API int vdk_open(const char *path, unsigned flags, vdk_disk **out, vdk_error
 /* Open the disk named 'name' inside 'store'.  The store must outlive the
  * disk; vdk_close does not destroy it. */
 VDK_API int vdk_open_store(vdk_store *store, const char *name, unsigned flags, vdk_disk **out,
-                   vdk_error *err);
+                           vdk_error *err);
 
 /* Close a disk opened by vdk_open*, with its whole chain.  A writable disk
  * is flushed and its uncleanShutdown mark cleared first; a failure there is
@@ -109,32 +109,32 @@ VDK_API void vdk_last_error(vdk_disk *disk, vdk_error *err);
 #define VDK_NAME_MAX 1024
 
 typedef struct vdk_info {
-    char name[VDK_NAME_MAX];        /* store name of the descriptor file */
-    char create_type[64];           /* createType as written */
-    uint64_t capacity;              /* bytes */
-    char adapter[32];               /* ddb.adapterType, "" if absent */
-    int hw_version;                 /* ddb.virtualHWVersion, 0 if absent */
+    char name[VDK_NAME_MAX];            /* store name of the descriptor file */
+    char create_type[64];               /* createType as written */
+    uint64_t capacity;                  /* bytes */
+    char adapter[32];                   /* ddb.adapterType, "" if absent */
+    int hw_version;                     /* ddb.virtualHWVersion, 0 if absent */
     uint32_t cylinders, heads, sectors; /* ddb.geometry.*, 0 if absent */
-    uint32_t cid;                   /* content id */
-    uint32_t parent_cid;            /* 0xffffffff when there is no parent */
-    char parent_hint[VDK_NAME_MAX]; /* parentFileNameHint, "" if none */
-    char uuid[64];                  /* ddb.uuid, "" if absent */
+    uint32_t cid;                       /* content id */
+    uint32_t parent_cid;                /* 0xffffffff when there is no parent */
+    char parent_hint[VDK_NAME_MAX];     /* parentFileNameHint, "" if none */
+    char uuid[64];                      /* ddb.uuid, "" if absent */
     unsigned extent_count;
-    unsigned chain_depth;           /* links from this one down to the base */
-    int descriptor_version;         /* "version=" of the descriptor */
-    int unclean;                    /* an extent header says uncleanShutdown */
+    unsigned chain_depth;   /* links from this one down to the base */
+    int descriptor_version; /* "version=" of the descriptor */
+    int unclean;            /* an extent header says uncleanShutdown */
 } vdk_info;
 
 VDK_API int vdk_get_info(const vdk_disk *disk, vdk_info *out);
 
 typedef struct vdk_extent_info {
-    char access[12];          /* RW, RDONLY, NOACCESS */
-    char type[16];            /* FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ... */
-    uint64_t sectors;         /* size in 512-byte sectors */
-    char file[VDK_NAME_MAX];  /* store name, "" for ZERO */
-    uint64_t offset;          /* FLAT offset in sectors */
-    char format[24];          /* on-disk format: flat, zero, hosted-sparse,
-                               * stream-optimized, cowd, sesparse */
+    char access[12];         /* RW, RDONLY, NOACCESS */
+    char type[16];           /* FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ... */
+    uint64_t sectors;        /* size in 512-byte sectors */
+    char file[VDK_NAME_MAX]; /* store name, "" for ZERO */
+    uint64_t offset;         /* FLAT offset in sectors */
+    char format[24];         /* on-disk format: flat, zero, hosted-sparse,
+                              * stream-optimized, cowd, sesparse */
 } vdk_extent_info;
 
 VDK_API int vdk_get_extent(const vdk_disk *disk, unsigned index, vdk_extent_info *out);
@@ -145,7 +145,7 @@ VDK_API int vdk_get_extent(const vdk_disk *disk, unsigned index, vdk_extent_info
  * *needed set when buf is too small; buf may be NULL to ask the size. */
 VDK_API int vdk_meta_keys(const vdk_disk *disk, char *buf, size_t buflen, size_t *needed);
 VDK_API int vdk_meta_get(const vdk_disk *disk, const char *key, char *buf, size_t buflen,
-                 size_t *needed);
+                         size_t *needed);
 
 /* Allocation map (VixDiskLib_QueryAllocatedBlocks, qemu-img map). */
 enum vdk_range_kind {
@@ -167,7 +167,7 @@ enum {
 /* Walk [off, off+len) in order, merging neighbours of the same kind and
  * depth; stops early when cb returns non-zero (and returns that value). */
 VDK_API int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_range_cb cb,
-            void *arg);
+                    void *arg);
 
 /* Bytes of data allocated in this link alone (sum of DATA ranges). */
 VDK_API int vdk_allocated_bytes(vdk_disk *disk, uint64_t *out);
@@ -180,14 +180,14 @@ VDK_API int vdk_meta_set(vdk_disk *disk, const char *key, const char *value, vdk
 
 /* Creating disks (VixDiskLib_Create). */
 typedef struct vdk_create_params {
-    const char *type;     /* createType; NULL = "monolithicSparse".  Also
-                           * monolithicFlat, twoGbMaxExtentSparse,
-                           * twoGbMaxExtentFlat, streamOptimized, vmfs,
-                           * vmfsThin */
-    uint64_t capacity;    /* bytes, a multiple of 512 */
-    const char *adapter;  /* ide (default), buslogic, lsilogic, lsilogicsas
-                           * (written lsisas1068), pvscsi */
-    int hw_version;       /* 0: 4, or 7 for lsilogicsas/pvscsi */
+    const char *type;    /* createType; NULL = "monolithicSparse".  Also
+                          * monolithicFlat, twoGbMaxExtentSparse,
+                          * twoGbMaxExtentFlat, streamOptimized, vmfs,
+                          * vmfsThin */
+    uint64_t capacity;   /* bytes, a multiple of 512 */
+    const char *adapter; /* ide (default), buslogic, lsilogic, lsilogicsas
+                          * (written lsisas1068), pvscsi */
+    int hw_version;      /* 0: 4, or 7 for lsilogicsas/pvscsi */
 } vdk_create_params;
 
 /* Create a new, empty disk named 'name' in 'store' (nothing is overwritten:
@@ -210,8 +210,8 @@ typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
 /* Copy src (its chain merged) into a new disk (VixDiskLib_Clone).  p->capacity
  * 0 means src's; p->adapter NULL means src's.  Unallocated and all-zero
  * grains are not written.  On failure or cancel the new disk is removed. */
-VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name,
-                      const vdk_create_params *p, vdk_progress_cb cb, void *arg, vdk_error *err);
+VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name, const vdk_create_params *p,
+                      vdk_progress_cb cb, void *arg, vdk_error *err);
 
 #ifdef __cplusplus
 }

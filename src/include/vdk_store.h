@@ -54,10 +54,10 @@ struct vdk_file {
 
 /* Flags for vdk_store_ops.open. */
 enum {
-    VDK_STORE_READ = 0,       /* read only */
-    VDK_STORE_WRITE = 1 << 0, /* read and write */
-    VDK_STORE_CREATE = 1 << 1,/* create when missing */
-    VDK_STORE_EXCL = 1 << 2,  /* with CREATE: fail if it exists */
+    VDK_STORE_READ = 0,        /* read only */
+    VDK_STORE_WRITE = 1 << 0,  /* read and write */
+    VDK_STORE_CREATE = 1 << 1, /* create when missing */
+    VDK_STORE_EXCL = 1 << 2,   /* with CREATE: fail if it exists */
 };
 
 struct vdk_stat {

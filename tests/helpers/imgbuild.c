@@ -311,8 +311,14 @@ void build_sesparse(const uint8_t *raw, const uint8_t *plan, uint64_t capacity, 
     put64(h + 16, capacity);
     put64(h + 24, 8);
     put64(h + 32, 64);
-    uint64_t regions[][2] = {{1, 1}, {2, 1}, {3, 2}, {gd_at, gd_sectors}, {gt_at, n_tables * 64},
-                             {bm_at, 1}, {back_at, 1}, {gr_at, (SE_GAP + n_data) * 8}};
+    uint64_t regions[][2] = {{1, 1},
+                             {2, 1},
+                             {3, 2},
+                             {gd_at, gd_sectors},
+                             {gt_at, n_tables * 64},
+                             {bm_at, 1},
+                             {back_at, 1},
+                             {gr_at, (SE_GAP + n_data) * 8}};
     for (int i = 0; i < 8; i++) {
         put64(h + 80 + 16 * i, regions[i][0]);
         put64(h + 88 + 16 * i, regions[i][1]);

@@ -27,7 +27,8 @@ struct kdmv_opts {
     int skip_empty_gts;     /* GD entry 0 for tables without grains */
     const char *descriptor; /* embedded text, or NULL for none */
 };
-void build_kdmv(const uint8_t *raw, const uint8_t *plan, const struct kdmv_opts *o, struct buf *out);
+void build_kdmv(const uint8_t *raw, const uint8_t *plan, const struct kdmv_opts *o,
+                struct buf *out);
 
 /* COWD (vmfsSparse) with grain size 'grain' sectors. */
 void build_cowd(const uint8_t *raw, const uint8_t *plan, uint64_t capacity, uint32_t grain,
@@ -38,8 +39,8 @@ void build_sesparse(const uint8_t *raw, const uint8_t *plan, uint64_t capacity, 
 
 /* Offsets of interest in the last built image, for corruption tests. */
 struct built_layout {
-    uint64_t gd_off;    /* bytes */
-    uint64_t first_gt;  /* bytes */
+    uint64_t gd_off;   /* bytes */
+    uint64_t first_gt; /* bytes */
     uint64_t first_grain;
 };
 extern struct built_layout built;

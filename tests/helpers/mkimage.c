@@ -53,8 +53,10 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *kind = argv[1];
-    uint32_t grain = argc > 5 ? (uint32_t)atoi(argv[5])
-                              : !strcmp(kind, "sesparse") ? 8 : !strcmp(kind, "cowd") ? 1 : 128;
+    uint32_t grain = argc > 5                    ? (uint32_t)atoi(argv[5])
+                     : !strcmp(kind, "sesparse") ? 8
+                     : !strcmp(kind, "cowd")     ? 1
+                                                 : 128;
     size_t gb = grain * 512u, grains = (n + gb - 1) / gb;
     uint8_t *plan = calloc(grains, 1);
     uint8_t *expect = calloc(1, n);
@@ -84,10 +86,15 @@ int main(int argc, char **argv)
         snprintf(desc, sizeof(desc),
                  "# Disk DescriptorFile\nversion=1\nCID=a1b2c3d4\nparentCID=ffffffff\n"
                  "createType=\"streamOptimized\"\nRW %zu SPARSE \"generated-stream.vmdk\"\n"
-                 "ddb.adapterType = \"lsilogic\"\n", n / 512);
-        build_kdmv(raw, plan, &(struct kdmv_opts){.capacity = n / 512, .grain = grain,
-                                                  .stream = 1, .skip_empty_gts = 1,
-                                                  .descriptor = desc}, &b);
+                 "ddb.adapterType = \"lsilogic\"\n",
+                 n / 512);
+        build_kdmv(raw, plan,
+                   &(struct kdmv_opts){.capacity = n / 512,
+                                       .grain = grain,
+                                       .stream = 1,
+                                       .skip_empty_gts = 1,
+                                       .descriptor = desc},
+                   &b);
     } else {
         fprintf(stderr, "mkimage: unknown kind %s\n", kind);
         return 2;

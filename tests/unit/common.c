@@ -85,8 +85,8 @@ void check_reads(vdk_disk *d, const uint8_t *model, size_t n, uint64_t seed)
     free(buf);
 }
 
-char *descriptor(const char *create_type, const char *extent_line, const char *parent,
-                 uint32_t cid, uint32_t parent_cid)
+char *descriptor(const char *create_type, const char *extent_line, const char *parent, uint32_t cid,
+                 uint32_t parent_cid)
 {
     char *s = malloc(4096);
     snprintf(s, 4096,

@@ -28,7 +28,7 @@ const char *open_fails(vdk_store *s, const char *name, unsigned flags, int code)
 void check_reads(vdk_disk *d, const uint8_t *model, size_t n, uint64_t seed);
 
 /* A descriptor for one extent. */
-char *descriptor(const char *create_type, const char *extent_line, const char *parent,
-                 uint32_t cid, uint32_t parent_cid);
+char *descriptor(const char *create_type, const char *extent_line, const char *parent, uint32_t cid,
+                 uint32_t parent_cid);
 
 #endif

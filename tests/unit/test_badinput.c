@@ -51,8 +51,8 @@ static struct buf sparse_image(int stream, uint64_t seed)
     char *text = descriptor(stream ? "streamOptimized" : "monolithicSparse",
                             "RW 8192 SPARSE \"x.vmdk\"", NULL, 1, 0xffffffff);
     struct buf b;
-    build_kdmv(raw, plan, &(struct kdmv_opts){.capacity = n / 512, .descriptor = text,
-                                              .stream = stream}, &b);
+    build_kdmv(raw, plan,
+               &(struct kdmv_opts){.capacity = n / 512, .descriptor = text, .stream = stream}, &b);
     free(raw);
     free(text);
     return b;
@@ -75,9 +75,22 @@ Test(bad, truncated_sparse_at_every_boundary, .init = setup, .fini = teardown)
     for (int stream = 0; stream < 2; stream++) {
         struct buf b = sparse_image(stream, 1);
         struct built_layout l = built;
-        uint64_t cuts[] = {0, 3, 4, 100, 511, 512, 1024, l.gd_off, l.gd_off + 2, l.first_gt + 100,
-                           l.first_grain, l.first_grain + 10, b.len / 2, b.len - 1024,
-                           b.len - 513, b.len - 1};
+        uint64_t cuts[] = {0,
+                           3,
+                           4,
+                           100,
+                           511,
+                           512,
+                           1024,
+                           l.gd_off,
+                           l.gd_off + 2,
+                           l.first_gt + 100,
+                           l.first_grain,
+                           l.first_grain + 10,
+                           b.len / 2,
+                           b.len - 1024,
+                           b.len - 513,
+                           b.len - 1};
         for (size_t i = 0; i < sizeof(cuts) / sizeof(*cuts); i++) {
             if (cuts[i] >= b.len)
                 continue;
@@ -181,9 +194,12 @@ Test(bad, cowd_headers, .init = setup, .fini = teardown)
         uint64_t off;
         uint32_t v;
         const char *why;
-    } cases[] = {{16, 0, "grain 0"},          {16, 3, "grain 3"},
-                 {24, 0, "no directory"},     {20, 0xfffffff, "directory past end"},
-                 {12, 64, "capacity too small"}, {4, 2, "version 2"},
+    } cases[] = {{16, 0, "grain 0"},
+                 {16, 3, "grain 3"},
+                 {24, 0, "no directory"},
+                 {20, 0xfffffff, "directory past end"},
+                 {12, 64, "capacity too small"},
+                 {4, 2, "version 2"},
                  {0, 0, "no magic"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         struct buf b;
@@ -214,8 +230,10 @@ Test(bad, sesparse_headers, .init = setup, .fini = teardown)
         uint64_t off;
         uint64_t v;
         const char *why;
-    } cases[] = {{8, 3, "version"},          {24, 16, "grain size"},
-                 {32, 128, "table size"},    {40, 1, "flags"},
+    } cases[] = {{8, 3, "version"},
+                 {24, 16, "grain size"},
+                 {32, 128, "table size"},
+                 {40, 1, "flags"},
                  {80, 1ull << 40, "volatile header far away"},
                  {512 + 24, 1, "journal must be replayed"},
                  {128, 1ull << 50, "directory far away"}};
@@ -292,7 +310,8 @@ Test(bad, parent_chains, .init = setup, .fini = teardown)
     put(store, "b.vmdk", b, strlen(b));
     const char *m = open_fails(store, "a.vmdk", 0, VDK_E_CHAIN);
     cr_assert(strstr(m, "loop"), "%s", m);
-    const char *self = "CID=1\nparentCID=1\nparentFileNameHint=\"./s.vmdk\"\nRW 8 FLAT \"f.raw\" 0\n";
+    const char *self =
+        "CID=1\nparentCID=1\nparentFileNameHint=\"./s.vmdk\"\nRW 8 FLAT \"f.raw\" 0\n";
     put(store, "s.vmdk", self, strlen(self));
     open_fails(store, "s.vmdk", 0, VDK_E_CHAIN);
 
@@ -311,8 +330,8 @@ Test(bad, parent_chains, .init = setup, .fini = teardown)
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof(name), "l%03d.vmdk", i);
         snprintf(parent, sizeof(parent), "l%03d.vmdk", i - 1);
-        snprintf(text, sizeof(text), "CID=%x\nparentCID=%x\n%s%s%s\nRW 8 FLAT \"f.raw\" 0\n",
-                 i + 1, i ? (unsigned)i : 0xffffffffu, i ? "parentFileNameHint=\"" : "", i ? parent : "",
+        snprintf(text, sizeof(text), "CID=%x\nparentCID=%x\n%s%s%s\nRW 8 FLAT \"f.raw\" 0\n", i + 1,
+                 i ? (unsigned)i : 0xffffffffu, i ? "parentFileNameHint=\"" : "", i ? parent : "",
                  i ? "\"" : "");
         put(store, name, text, strlen(text));
     }

@@ -27,12 +27,12 @@ static const char *parse_err(const char *text, size_t len, int code)
 
 Test(descriptor, vmware_style)
 {
-    struct descriptor *d = parse_ok(
-        "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\n"
-        "parentCID=ffffffff\nisNativeSnapshot=\"no\"\ncreateType=\"vmfs\"\n\n"
-        "# Extent description\nRW 41943040 VMFS \"disk-flat.vmdk\"\n\n"
-        "# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\n"
-        "ddb.geometry.cylinders = \"2610\"\nddb.uuid = \"60 00 C2 9a\"\n");
+    struct descriptor *d =
+        parse_ok("# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\n"
+                 "parentCID=ffffffff\nisNativeSnapshot=\"no\"\ncreateType=\"vmfs\"\n\n"
+                 "# Extent description\nRW 41943040 VMFS \"disk-flat.vmdk\"\n\n"
+                 "# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\n"
+                 "ddb.geometry.cylinders = \"2610\"\nddb.uuid = \"60 00 C2 9a\"\n");
     cr_assert_eq(d->version, 1);
     cr_assert_eq(d->cid, 0xfffffffe);
     cr_assert_eq(d->parent_cid, 0xffffffff);

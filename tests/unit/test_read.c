@@ -55,8 +55,8 @@ static void kdmv_case(struct kdmv_opts o, size_t bytes, uint64_t seed, const cha
     char line[128];
     snprintf(line, sizeof(line), "RW %llu SPARSE \"%s\"", (unsigned long long)o.capacity,
              o.stream ? "generated-stream.vmdk" : name);
-    char *text = descriptor(o.stream ? "streamOptimized" : "monolithicSparse", line, NULL,
-                            0x1234, 0xffffffff);
+    char *text = descriptor(o.stream ? "streamOptimized" : "monolithicSparse", line, NULL, 0x1234,
+                            0xffffffff);
     o.descriptor = text;
     struct buf b;
     build_kdmv(raw, plan, &o, &b);
@@ -93,8 +93,8 @@ Test(kdmv, monolithic_sparse)
 
 Test(kdmv, small_grains_many_tables_skipped)
 {
-    kdmv_case((struct kdmv_opts){.grain = 8, .n_gtes = 16, .skip_empty_gts = 1}, 3 * MiB + 4096,
-              2, "disk.vmdk");
+    kdmv_case((struct kdmv_opts){.grain = 8, .n_gtes = 16, .skip_empty_gts = 1}, 3 * MiB + 4096, 2,
+              "disk.vmdk");
 }
 
 Test(kdmv, zeroed_grain_entries)
@@ -301,7 +301,8 @@ Test(chain, four_links_and_map)
     uint32_t cid = 0x100;
     char name[32], parent[32], line[128];
     for (int level = 0; level < 4; level++) {
-        uint8_t *raw = make_raw(n, 40 + (uint64_t)level), *plan = make_plan(n / 65536, 40 + level, 2);
+        uint8_t *raw = make_raw(n, 40 + (uint64_t)level),
+                *plan = make_plan(n / 65536, 40 + level, 2);
         snprintf(name, sizeof(name), "l%d.vmdk", level);
         snprintf(line, sizeof(line), "RW %zu SPARSE \"%s\"", n / 512, name);
         char *text = descriptor("monolithicSparse", line, level ? parent : NULL, cid + level,

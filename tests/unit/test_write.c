@@ -106,8 +106,8 @@ Test(write, monolithic_sparse)
 Test(write, sparse_tables_allocated_on_demand)
 {
     /* GD entries of 0: a write must create the grain table first */
-    sparse_case((struct kdmv_opts){.grain = 8, .n_gtes = 16, .skip_empty_gts = 1},
-                6 * MiB + 1536, 2);
+    sparse_case((struct kdmv_opts){.grain = 8, .n_gtes = 16, .skip_empty_gts = 1}, 6 * MiB + 1536,
+                2);
 }
 
 Test(write, zeroed_grain_flag)
@@ -127,8 +127,10 @@ Test(write, flat_and_multi_extent_boundaries)
     build_kdmv(fa, plan, &(struct kdmv_opts){.capacity = b / 512}, &sb);
     put_buf(s, "a-s002.vmdk", &sb);
     char text[512];
-    snprintf(text, sizeof(text), "CID=1\nparentCID=ffffffff\ncreateType=\"custom\"\n"
-             "RW %zu FLAT \"a-f001.vmdk\" 16\nRW %zu SPARSE \"a-s002.vmdk\"\n", a / 512, b / 512);
+    snprintf(text, sizeof(text),
+             "CID=1\nparentCID=ffffffff\ncreateType=\"custom\"\n"
+             "RW %zu FLAT \"a-f001.vmdk\" 16\nRW %zu SPARSE \"a-s002.vmdk\"\n",
+             a / 512, b / 512);
     put(s, "a.vmdk", text, strlen(text));
     uint8_t *model = calloc(1, a + b);
     memcpy(model, fa + 8192, a);
@@ -403,8 +405,7 @@ Test(write, zeros_stay_sparse)
         cr_assert_eq(vdk_write(d, zeros, 4096, MiB), 4096);   /* over data: must hide it */
         uint8_t buf[8192];
         cr_assert_eq(vdk_read(d, buf, sizeof(buf), MiB), (int64_t)sizeof(buf));
-        cr_assert(all_zero_or(buf, 4096, 0) && buf[4096] == 1, "%s: zeros did not hide",
-                  types[t]);
+        cr_assert(all_zero_or(buf, 4096, 0) && buf[4096] == 1, "%s: zeros did not hide", types[t]);
         uint64_t mine = 0;
         cr_assert_eq(vdk_map(d, 0, 4 * MiB, VDK_MAP_THIS_LINK, count_data, &mine), 0);
         cr_assert_leq(mine, 65536, "%s: %llu bytes allocated for one hidden block", types[t],

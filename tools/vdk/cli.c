@@ -91,8 +91,8 @@ vdk_disk *cli_open(const char *path, const struct open_opts *o)
     vdk_disk *d = NULL;
     vdk_error err = {0};
     struct open_opts oo = *o;
-    oo.flags = (o->flags & CLI_OPEN_WRITE) ? o->flags & ~CLI_OPEN_WRITE
-                                           : o->flags | VDK_OPEN_RDONLY;
+    oo.flags =
+        (o->flags & CLI_OPEN_WRITE) ? o->flags & ~CLI_OPEN_WRITE : o->flags | VDK_OPEN_RDONLY;
     int r = o->root ? open_under_root(path, &oo, &d, &root_store, &err)
                     : vdk_open(path, oo.flags, &d, &err);
     if (r < 0) {

@@ -20,15 +20,17 @@ struct open_opts {
 
 /* Handle a shared option; returns 1 if it was one. */
 int cli_open_option(int opt, struct open_opts *o);
-#define CLI_OPEN_LONGOPTS {"ignore-cid", no_argument, NULL, 'C'}, \
-                          {"single-link", no_argument, NULL, 'L'}, \
-                          {"root", required_argument, NULL, 'R'}, \
-                          {"raw-input", no_argument, NULL, 'r'}
-#define CLI_OPEN_HELP \
-    "  --ignore-cid    open even when a parentCID does not match its parent's CID\n" \
-    "  --single-link   open only this link, not its parents\n" \
-    "  --root DIR      let extents and parents come from anywhere beneath DIR (default:\n" \
-    "                  the disk's own folder); nothing outside it is ever opened\n" \
+#define CLI_OPEN_LONGOPTS                                                                          \
+    {"ignore-cid", no_argument, NULL, 'C'}, {"single-link", no_argument, NULL, 'L'},               \
+        {"root", required_argument, NULL, 'R'},                                                    \
+    {                                                                                              \
+        "raw-input", no_argument, NULL, 'r'                                                        \
+    }
+#define CLI_OPEN_HELP                                                                              \
+    "  --ignore-cid    open even when a parentCID does not match its parent's CID\n"               \
+    "  --single-link   open only this link, not its parents\n"                                     \
+    "  --root DIR      let extents and parents come from anywhere beneath DIR (default:\n"         \
+    "                  the disk's own folder); nothing outside it is ever opened\n"                \
     "  -r, --raw-input DISK is a raw image, not a VMDK\n"
 
 /* Set in open_opts.flags to open the top link for writing. */

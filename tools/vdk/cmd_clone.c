@@ -24,8 +24,7 @@ static const char help[] =
     "  -t, --type TYPE     output type\n"
     "  -a, --adapter NAME  adapter of the new disk (default: DISK's)\n"
     "  -f, --force         replace OUTPUT (and its extents) if it exists\n"
-    "  -q, --quiet         no progress line\n" CLI_OPEN_HELP
-    "  -h, --help          this text\n";
+    "  -q, --quiet         no progress line\n" CLI_OPEN_HELP "  -h, --help          this text\n";
 
 #define CHUNK (1u << 20)
 
@@ -52,8 +51,8 @@ static int copy_range(void *arg, const vdk_range *r)
         return 0;
     }
     for (uint64_t pos = r->offset; pos < r->offset + r->length;) {
-        size_t n = (size_t)(r->offset + r->length - pos < CHUNK ? r->offset + r->length - pos
-                                                                : CHUNK);
+        size_t n =
+            (size_t)(r->offset + r->length - pos < CHUNK ? r->offset + r->length - pos : CHUNK);
         int64_t got = vdk_read(c->d, c->buf, n, pos);
         if (got < 0)
             return (int)got;

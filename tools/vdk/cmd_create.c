@@ -40,13 +40,29 @@ int parse_size(const char *s, uint64_t *out)
         return -1;
     uint64_t mul = 1;
     switch (toupper((unsigned char)*end)) {
-    case 'K': mul = 1ull << 10; end++; break;
-    case 'M': mul = 1ull << 20; end++; break;
-    case 'G': mul = 1ull << 30; end++; break;
-    case 'T': mul = 1ull << 40; end++; break;
-    case 'B': mul = 1; break;
-    case '\0': break;
-    default: return -1;
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    case 'T':
+        mul = 1ull << 40;
+        end++;
+        break;
+    case 'B':
+        mul = 1;
+        break;
+    case '\0':
+        break;
+    default:
+        return -1;
     }
     if (!strcasecmp(end, "iB") || !strcasecmp(end, "B"))
         end += strlen(end);
@@ -68,8 +84,12 @@ int cmd_create(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "t:a:h", opts, NULL)) != -1) {
         switch (c) {
-        case 't': p.type = optarg; break;
-        case 'a': p.adapter = optarg; break;
+        case 't':
+            p.type = optarg;
+            break;
+        case 'a':
+            p.adapter = optarg;
+            break;
         case 'w': {
             char *e;
             long v = strtol(optarg, &e, 10);
@@ -78,8 +98,10 @@ int cmd_create(int argc, char **argv)
             p.hw_version = (int)v;
             break;
         }
-        case 'h': return fputs(create_help, stdout), 0;
-        default: return fputs(create_help, stderr), 2;
+        case 'h':
+            return fputs(create_help, stdout), 0;
+        default:
+            return fputs(create_help, stderr), 2;
         }
     }
     if (optind != argc - 2)

@@ -11,8 +11,7 @@ static const char help[] =
     "DISK is a descriptor or a monolithic file; its parents are opened through\n"
     "parentFileNameHint and must lie in the same folder tree.\n\n"
     "Options:\n"
-    "  --json          machine-readable output\n" CLI_OPEN_HELP
-    "  -h, --help      this text\n";
+    "  --json          machine-readable output\n" CLI_OPEN_HELP "  -h, --help      this text\n";
 
 static void print_extents_json(vdk_disk *d)
 {
@@ -28,8 +27,7 @@ static void print_extents_json(vdk_disk *d)
             json_str(stdout, x.file);
         else
             printf("null");
-        printf(", \"offset\": %llu, \"format\": \"%s\"}", (unsigned long long)x.offset,
-               x.format);
+        printf(", \"offset\": %llu, \"format\": \"%s\"}", (unsigned long long)x.offset, x.format);
     }
     printf("]");
 }
@@ -125,8 +123,7 @@ static void print_text(vdk_disk *d, uint64_t allocated)
 int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, CLI_OPEN_LONGOPTS,
-        {0}};
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, CLI_OPEN_LONGOPTS, {0}};
     struct open_opts oo = {0};
     int json = 0, c;
     while ((c = getopt_long(argc, argv, "hr", opts, NULL)) != -1) {

@@ -11,9 +11,8 @@ static const char help[] =
     "parent, and so on.  Neighbouring ranges of the same kind and depth merge.\n\n"
     "Options:\n"
     "  --json          JSON array like 'qemu-img map --output=json'\n"
-    "  --this-link     report DISK's own link only ('hole' where it defers to its parent)\n"
-    CLI_OPEN_HELP
-    "  -h, --help      this text\n";
+    "  --this-link     report DISK's own link only ('hole' where it defers to its "
+    "parent)\n" CLI_OPEN_HELP "  -h, --help      this text\n";
 
 struct map_out {
     int json;

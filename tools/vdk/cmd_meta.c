@@ -13,8 +13,7 @@ static const char help[] =
     "(adding it if new; keys cannot be removed).  The descriptor is rewritten in\n"
     "place when embedded, else replaced atomically.\n\n"
     "Options:\n"
-    "  --json          a JSON object of all keys\n" CLI_OPEN_HELP
-    "  -h, --help      this text\n";
+    "  --json          a JSON object of all keys\n" CLI_OPEN_HELP "  -h, --help      this text\n";
 
 static char *get_value(vdk_disk *d, const char *key)
 {
@@ -64,8 +63,7 @@ static int list(vdk_disk *d, int json)
 int cmd_meta(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, CLI_OPEN_LONGOPTS,
-        {0}};
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, CLI_OPEN_LONGOPTS, {0}};
     struct open_opts oo = {.flags = VDK_OPEN_SINGLE_LINK};
     int json = 0, c;
     while ((c = getopt_long(argc, argv, "hr", opts, NULL)) != -1) {
