@@ -120,6 +120,12 @@ int vdk_get_info(const vdk_disk *disk, vdk_info *out)
     out->cid = d->cid;
     out->parent_cid = d->parent_cid;
     copy_str(out->parent_hint, sizeof(out->parent_hint), d->parent_hint);
+    if (d->parent_hint &&
+        vdk_name_join(disk->name, d->parent_hint, out->parent_name, sizeof(out->parent_name)) < 0 &&
+        !(d->parent_hint[0] == '/' && disk->store->ops->relativize &&
+          disk->store->ops->relativize(disk->store, d->parent_hint, out->parent_name,
+                                       sizeof(out->parent_name)) == 0))
+        out->parent_name[0] = '\0';
     copy_str(out->uuid, sizeof(out->uuid), desc_get(d, "ddb.uuid"));
     out->extent_count = disk->n_ext;
     out->chain_depth = disk->depth;

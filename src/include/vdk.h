@@ -118,6 +118,8 @@ typedef struct vdk_info {
     uint32_t cid;                       /* content id */
     uint32_t parent_cid;                /* 0xffffffff when there is no parent */
     char parent_hint[VDK_NAME_MAX];     /* parentFileNameHint, "" if none */
+    char parent_name[VDK_NAME_MAX];     /* the store name it resolves to, "" if none
+                                         * or outside the store */
     char uuid[64];                      /* ddb.uuid, "" if absent */
     unsigned extent_count;
     unsigned chain_depth;   /* links from this one down to the base */

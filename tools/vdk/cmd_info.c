@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "infotext.h"
 
 static const char help[] =
     "Usage: vdk info [--json] [OPTIONS] DISK\n\n"
@@ -74,52 +75,6 @@ static void print_json(vdk_disk *d, uint64_t allocated)
     printf("\n  ]\n}\n");
 }
 
-static void print_text(vdk_disk *d, uint64_t allocated)
-{
-    vdk_info in;
-    vdk_get_info(d, &in);
-    char h[32];
-    printf("disk:           %s\n", in.name);
-    printf("create type:    %s\n", in.create_type);
-    printf("capacity:       %llu bytes (%s)\n", (unsigned long long)in.capacity,
-           human_size(in.capacity, h, sizeof(h)));
-    printf("allocated:      %llu bytes in this link (%s)\n", (unsigned long long)allocated,
-           human_size(allocated, h, sizeof(h)));
-    if (in.adapter[0])
-        printf("adapter:        %s\n", in.adapter);
-    if (in.hw_version)
-        printf("hw version:     %d\n", in.hw_version);
-    if (in.heads)
-        printf("geometry:       %u/%u/%u (C/H/S)\n", in.cylinders, in.heads, in.sectors);
-    if (in.uuid[0])
-        printf("uuid:           %s\n", in.uuid);
-    printf("CID:            %08x\n", in.cid);
-    if (in.parent_hint[0]) {
-        printf("parent CID:     %08x\n", in.parent_cid);
-        printf("parent:         %s\n", in.parent_hint);
-    }
-    if (in.unclean)
-        printf("state:          unclean (not closed cleanly)\n");
-    printf("extents:\n");
-    for (unsigned i = 0; i < in.extent_count; i++) {
-        vdk_extent_info x;
-        vdk_get_extent(d, i, &x);
-        printf("  %-8s %12llu %-10s %s", x.access, (unsigned long long)x.sectors, x.type,
-               x.file[0] ? x.file : "-");
-        if (x.offset)
-            printf(" @%llu", (unsigned long long)x.offset);
-        printf(" (%s)\n", x.format);
-    }
-    if (in.chain_depth > 1) {
-        printf("chain (%u links, top first):\n", in.chain_depth);
-        for (vdk_disk *l = d; l; l = vdk_parent(l)) {
-            vdk_info li;
-            vdk_get_info(l, &li);
-            printf("  %s  %s  CID %08x\n", li.name, li.create_type, li.cid);
-        }
-    }
-}
-
 int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -149,10 +104,18 @@ int cmd_info(int argc, char **argv)
         cli_close(d);
         return cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
     }
-    if (json)
+    if (json) {
         print_json(d, allocated);
-    else
-        print_text(d, allocated);
+    } else {
+        int st = 0;
+        char *text = info_text(d, &st);
+        if (!text) {
+            cli_close(d);
+            return cli_error("%s", vdk_strerror(st));
+        }
+        fputs(text, stdout);
+        free(text);
+    }
     cli_close(d);
     return 0;
 }

@@ -1,0 +1,201 @@
+/* vdkfs: mount VMware virtual disks as a tree of files. */
+#define FUSE_USE_VERSION 314
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vdkfs.h"
+
+static const char usage[] =
+    "Usage: vdkfs [-o OPTIONS] SOURCE MOUNTPOINT\n"
+    "\n"
+    "Mount VMware virtual disks (VMDK) as files.  SOURCE is one disk (any link\n"
+    "of a snapshot chain: its whole tree is shown) or a folder (a datastore:\n"
+    "every disk in it and in its subfolders, grouped into trees by parent).\n"
+    "\n"
+    "MOUNTPOINT/<disk>/         one per base disk (no parent)\n"
+    "    flat                   the raw disk as of this link; writable on a leaf\n"
+    "    info                   type, capacity, adapter, CIDs, chain, extents\n"
+    "    metadata/<key>         ddb keys: cat reads, echo writes, new files add keys\n"
+    "    children/<child>/      redo logs made from this link, same layout\n"
+    "    partitions/pN          MBR/GPT partitions of flat (mount -o loop, fuse2fs)\n"
+    "    ctl                    write \"child NAME [TYPE]\" to add a redo log\n"
+    "xattrs user.vdk.<key> on flat and on the disk folder mirror metadata/.\n"
+    "flat honours SEEK_DATA/SEEK_HOLE (cp --sparse, qemu-img), fsync and\n"
+    "fallocate --punch-hole / --zero-range.\n"
+    "\n"
+    "Links that have children, and everything under -o ro, are read-only.\n"
+    "\n"
+    "Options:\n"
+    "    -o ro                  mount read-only\n"
+    "    -o snapshot=NAME       only the chain ending at link NAME, read-only\n"
+    "                           (file-level restore from a snapshot point)\n"
+    "    -f                     stay in the foreground\n"
+    "    -d                     debug output (implies -f)\n"
+    "    -s                     serve one request at a time\n"
+    "    -o allow_other         let other users in (needs user_allow_other)\n"
+    "    -h, --help             this text\n"
+    "    -V, --version          version\n"
+    "\n"
+    "Unmount with 'fusermount3 -u MOUNTPOINT'.  SIGTERM and SIGINT unmount too;\n"
+    "either way every disk is flushed and its uncleanShutdown mark cleared.\n";
+
+struct opts {
+    char *snapshot;
+    char *source;
+    int ro;
+};
+
+enum { KEY_RO, KEY_HELP, KEY_VERSION };
+
+static const struct fuse_opt spec[] = {
+    {"snapshot=%s", offsetof(struct opts, snapshot), 0},
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_END,
+};
+
+static int on_opt(void *data, const char *arg, int key, struct fuse_args *out)
+{
+    struct opts *o = data;
+    switch (key) {
+    case KEY_RO:
+        o->ro = 1;
+        return 1; /* the kernel mounts it read-only too */
+    case KEY_HELP:
+        fputs(usage, stdout);
+        exit(0);
+    case KEY_VERSION:
+        printf("vdkfs %s (libfuse %s)\n", VDK_VERSION_STRING, fuse_pkgversion());
+        exit(0);
+    case FUSE_OPT_KEY_NONOPT:
+        if (!o->source) {
+            o->source = strdup(arg);
+            return 0;
+        }
+        return 1;
+    }
+    return 1;
+}
+
+/* Split SOURCE into the store folder and, for one disk, its name. */
+static int open_source(struct fs *fs, const char *source)
+{
+    struct stat st;
+    if (stat(source, &st) < 0) {
+        fprintf(stderr, "vdkfs: %s: %s\n", source, strerror(errno));
+        return -1;
+    }
+    char real[PATH_MAX];
+    if (!realpath(source, real)) {
+        fprintf(stderr, "vdkfs: %s: %s\n", source, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(real, '/');
+        fs->only = strdup(slash + 1);
+        if (slash == real)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    snprintf(fs->root_path, sizeof(fs->root_path), "%s", real);
+    int r = vdk_store_local_new(fs->root_path, &fs->store);
+    if (r < 0) {
+        fprintf(stderr, "vdkfs: %s: %s\n", fs->root_path, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+/* The disk named on the command line (or by -o snapshot) must be there. */
+static int check_named(struct fs *fs, const char *what, const char *name)
+{
+    for (unsigned i = 1; i < fs->n_nodes; i++) {
+        struct node *n = fs->nodes[i];
+        const char *b = strrchr(n->name, '/');
+        b = b ? b + 1 : n->name;
+        if (!n->gone && (!strcmp(n->name, name) || !strcmp(b, name) || !strcmp(n->dname, name))) {
+            if (n->error && !strcmp(what, "disk"))
+                fprintf(stderr, "vdkfs: warning: %s\n", n->error);
+            return 0;
+        }
+    }
+    fprintf(stderr, "vdkfs: %s %s not found (or it is an extent of another disk)\n", what, name);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct opts o = {0};
+    if (fuse_opt_parse(&args, &o, spec, on_opt) < 0)
+        return 2;
+    struct fuse_cmdline_opts cl;
+    if (fuse_parse_cmdline(&args, &cl) != 0)
+        return 2;
+    if (!o.source || !cl.mountpoint) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    static struct fs fs;
+    pthread_mutex_init(&fs.lock, NULL);
+    fs.ro = o.ro;
+    fs.debug = cl.debug;
+    if (open_source(&fs, o.source) < 0)
+        return 1;
+    if (o.snapshot) {
+        size_t l = strlen(o.snapshot);
+        if (l <= 5 || strcmp(o.snapshot + l - 5, ".vmdk"))
+            fs.snapshot = o.snapshot;
+        else
+            fs.snapshot = strndup(o.snapshot, l - 5);
+    }
+    tree_scan(&fs);
+    if ((fs.only && check_named(&fs, "disk", fs.only) < 0) ||
+        (o.snapshot && check_named(&fs, "snapshot", fs.snapshot) < 0))
+        return 1;
+    fuse_opt_add_arg(&args, "-odefault_permissions");
+    fuse_opt_add_arg(&args, "-omax_read=1048576");
+    char fsname[PATH_MAX + 32];
+    snprintf(fsname, sizeof(fsname), "-ofsname=vdkfs:%s,subtype=vdkfs", o.source);
+    fuse_opt_add_arg(&args, fsname);
+
+    struct fuse_session *se = fuse_session_new(&args, &vdkfs_ops, sizeof(vdkfs_ops), &fs);
+    if (!se)
+        return 1;
+    int rc = 1;
+    if (fuse_set_signal_handlers(se) == 0) {
+        if (fuse_session_mount(se, cl.mountpoint) == 0) {
+            fuse_daemonize(cl.foreground);
+            if (cl.singlethread) {
+                rc = fuse_session_loop(se);
+            } else {
+                struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+                fuse_loop_cfg_set_clone_fd(cfg, 1);
+                fuse_loop_cfg_set_max_threads(cfg, 16);
+                /* keep idle threads: creating and destroying them per burst
+                 * costs more than it saves */
+                fuse_loop_cfg_set_idle_threads(cfg, 16);
+                rc = fuse_session_loop_mt(se, cfg);
+                fuse_loop_cfg_destroy(cfg);
+            }
+            fuse_session_unmount(se);
+        }
+        fuse_remove_signal_handlers(se);
+    }
+    fuse_session_destroy(se);
+    tree_close(&fs);
+    fs.store->ops->destroy(fs.store);
+    fuse_opt_free_args(&args);
+    free(cl.mountpoint);
+    return rc ? 1 : 0;
+}
