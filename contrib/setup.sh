@@ -18,7 +18,7 @@ esac
 
 build_pkgs=(build-essential cmake pkg-config zlib1g-dev libfuse3-dev fuse3 libssl-dev
     libcurl4-openssl-dev libxml2-dev qemu-utils)
-test_pkgs=(libcriterion-dev libvmdk-utils fio e2fsprogs fuse2fs python3 clang-format)
+test_pkgs=(libcriterion-dev libvmdk-utils fio e2fsprogs fuse2fs python3 clang-format attr)
 
 sudo=
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi

@@ -172,7 +172,7 @@ int main(int argc, char **argv)
     struct fuse_session *se = fuse_session_new(&args, &vdkfs_ops, sizeof(vdkfs_ops), &fs);
     if (!se)
         return 1;
-    int rc = 1;
+    int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
         if (fuse_session_mount(se, cl.mountpoint) == 0) {
             fuse_daemonize(cl.foreground);
@@ -193,9 +193,11 @@ int main(int argc, char **argv)
         fuse_remove_signal_handlers(se);
     }
     fuse_session_destroy(se);
-    tree_close(&fs);
+    if (tree_close(&fs) < 0)
+        rc = -1;
     fs.store->ops->destroy(fs.store);
     fuse_opt_free_args(&args);
     free(cl.mountpoint);
-    return rc ? 1 : 0;
+    /* a signal (SIGTERM, SIGINT, SIGHUP) is how daemons are told to stop */
+    return rc < 0 ? 1 : 0;
 }

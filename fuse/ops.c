@@ -573,7 +573,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
     struct node *n = tree_node(fs, node_of(ino));
     if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
         return (void)fuse_reply_err(req, EPERM);
-    if (to_set & FUSE_SET_ATTR_SIZE) {
+    if ((to_set & FUSE_SET_ATTR_SIZE) && slot == S_CTL) {
+        /* "echo cmd > ctl" truncates first: nothing to do */
+    } else if (to_set & FUSE_SET_ATTR_SIZE) {
         if (!n || !n->writable)
             return (void)fuse_reply_err(req, EROFS);
         if (slot == S_FLAT) {

@@ -345,12 +345,16 @@ vdk_disk *node_disk(struct fs *fs, struct node *n)
     return n->disk;
 }
 
-void tree_close(struct fs *fs)
+int tree_close(struct fs *fs)
 {
+    int failed = 0;
     for (unsigned i = 1; i < fs->n_nodes; i++) {
         struct node *n = fs->nodes[i];
-        if (n->disk && vdk_close(n->disk) < 0)
+        if (n->disk && vdk_close(n->disk) < 0) {
             fprintf(stderr, "vdkfs: %s: closing failed; the disk may be marked unclean\n", n->name);
+            failed = 1;
+        }
         n->disk = NULL;
     }
+    return failed ? -1 : 0;
 }

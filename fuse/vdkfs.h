@@ -69,8 +69,8 @@ unsigned tree_kids(struct fs *fs, struct node *n, unsigned *out, unsigned max);
 vdk_disk *node_disk(struct fs *fs, struct node *n);
 /* Reload the metadata key list from the handle (lock held). */
 void node_load_keys(struct node *n);
-/* Close every handle cleanly. */
-void tree_close(struct fs *fs);
+/* Close every handle cleanly; -1 if any failed. */
+int tree_close(struct fs *fs);
 
 /* Partitions of a disk (MBR, extended, GPT) into n->parts (lock held). */
 void parts_load(struct node *n);
