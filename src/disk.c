@@ -210,9 +210,9 @@ int vdk_map(vdk_disk *disk, uint64_t off, uint64_t len, unsigned flags, vdk_rang
     vdk_range cur = {.offset = off, .length = 0};
     uint64_t pos = off, end = off + len;
     while (pos < end) {
-        struct vdk_disk *l;
-        struct extent *e;
-        struct run r;
+        struct vdk_disk *l = NULL;
+        struct extent *e = NULL;
+        struct run r = {0};
         int rc = chain_resolve(disk, pos, end - pos, (flags & VDK_MAP_THIS_LINK) != 0, &l, &e, &r);
         if (rc < 0)
             return rc;

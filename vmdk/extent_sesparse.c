@@ -160,7 +160,7 @@ static int se_status(struct extent *e, uint64_t off, uint64_t len, struct run *r
         uint64_t gte, pos = off + r->len;
         if ((rc = ext_read_u64(e, gt + (gi % SE_GTES) * 8, &gte)) < 0)
             return rc;
-        struct run nr;
+        struct run nr = {0};
         uint64_t in = pos - gi * grain;
         rc = se_entry(e, s, gte, pos, in, min_u64(len - r->len, grain - in), &nr);
         if (rc < 0)
@@ -275,7 +275,7 @@ static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
         int r = se_lookup(e, s, gi, &gde, &gte);
         if (r == 0 && gte >> 60 == 3) {
             pthread_mutex_unlock(&s->lock);
-            struct run run;
+            struct run run = {0};
             r = se_entry(e, s, gte, off, in, n, &run);
             if (r == 0) {
                 int64_t w = e->file->ops->pwrite(e->file, p, n, run.file_off);

@@ -58,9 +58,9 @@ int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
         len = (size_t)(d->capacity - off);
     size_t done = 0;
     while (done < len) {
-        struct vdk_disk *l;
-        struct extent *e;
-        struct run r;
+        struct vdk_disk *l = NULL;
+        struct extent *e = NULL;
+        struct run r = {0};
         int rc = chain_resolve(d, off + done, len - done, 0, &l, &e, &r);
         if (rc < 0)
             return rc;

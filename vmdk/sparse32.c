@@ -82,7 +82,7 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
         rc = ext_read_u32(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, &next);
         if (rc < 0)
             return rc;
-        struct run nr;
+        struct run nr = {0};
         rc = classify(e, s, next, gi * s->grain, min_u64(len - r->len, s->grain), &nr);
         if (rc < 0)
             return rc;
@@ -228,7 +228,7 @@ static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in
     if (r < 0)
         return r;
     if (gte > 1 || (gte == 1 && !s->gte1_zero)) {
-        struct run run;
+        struct run run = {0};
         r = classify(e, s, gte, gi * s->grain + in, n, &run);
         return r < 0 ? r : pwrite_data(e, buf, n, run.file_off);
     }
