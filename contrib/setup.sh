@@ -62,12 +62,29 @@ if [ "$mode" = demo ]; then
     qemu-io -c 'write -P 0x5a 1M 64k' "$demo/demo-000001.vmdk" >/dev/null
     echo "== vdk info $demo/demo-000001.vmdk"
     build/bin/vdk info "$demo/demo-000001.vmdk"
-    echo
-    echo "== vdk map $demo/demo-000001.vmdk"
-    build/bin/vdk map "$demo/demo-000001.vmdk"
-    build/bin/vdk clone -q -t raw "$demo/demo-000001.vmdk" "$demo/demo-flat.raw"
-    echo
-    echo "== raw export: $demo/demo-flat.raw ($(stat -c %s "$demo/demo-flat.raw") bytes)"
+    mnt=$demo/mnt
+    mkdir -p "$mnt"
+    if build/bin/vdkfs "$demo/demo-000001.vmdk" "$mnt"; then
+        trap 'fusermount3 -u "$mnt" 2>/dev/null || true' EXIT
+        echo
+        echo "== vdkfs mounted the chain at $mnt:"
+        (cd "$mnt" && find . -maxdepth 5 | sort | sed 's/^\.\///' | grep -v '^\.$')
+        echo
+        echo "== cat $mnt/demo/metadata/adapterType"
+        cat "$mnt/demo/metadata/adapterType"
+        echo "== the snapshot link's flat, first line:"
+        head -c 14 "$mnt/demo/children/demo-000001/flat"
+        echo
+        echo "== SEEK_DATA/SEEK_HOLE: cp --sparse=always copies only the data"
+        cp --sparse=always "$mnt/demo/children/demo-000001/flat" "$demo/demo-flat.raw"
+        ls -ls "$demo/demo-flat.raw"
+        fusermount3 -u "$mnt"
+        trap - EXIT
+        echo "== unmounted; try it yourself: build/bin/vdkfs $demo/demo-000001.vmdk $mnt"
+    else
+        echo "(vdkfs could not mount: is /dev/fuse available?)"
+        build/bin/vdk clone -q -t raw "$demo/demo-000001.vmdk" "$demo/demo-flat.raw"
+    fi
     exit 0
 fi
 
