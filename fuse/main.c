@@ -206,6 +206,11 @@ int main(int argc, char **argv)
     fs.store->ops->destroy(fs.store);
     fuse_opt_free_args(&args);
     free(cl.mountpoint);
+    if (fs.snapshot != o.snapshot)
+        free((char *)fs.snapshot);
+    free(o.snapshot);
+    free(o.source);
+    free((char *)fs.only);
     /* a signal (SIGTERM, SIGINT, SIGHUP) is how daemons are told to stop */
     return rc < 0 ? 1 : 0;
 }

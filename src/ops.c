@@ -193,11 +193,6 @@ struct clone {
 
 #define CLONE_CHUNK (1u << 20)
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int src_fail(struct clone *c, int r)
 {
     vdk_error e;
@@ -251,7 +246,7 @@ static int clone_range(void *arg, const vdk_range *rg)
         for (uint64_t i = 0; i < n_grains; i++) {
             size_t k = (size_t)min_u64(STREAM_GRAIN, n - i * STREAM_GRAIN);
             unsigned char *g = c->buf + i * STREAM_GRAIN;
-            int r = all_zero(g, k) ? 0 : put_grain(c, gi + i, k, g);
+            int r = vdk_all_zero(g, k) ? 0 : put_grain(c, gi + i, k, g);
             if (r < 0)
                 return r;
         }

@@ -212,11 +212,6 @@ static int se_set(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gd
     return r < 0 ? r : put_u64(e, s->vol_off + 8, s->next_gt);
 }
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 /* Allocate grain gi (entry gte, table gde) holding buf at [in, in+n). */
 static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gde,
                        uint64_t gte, uint64_t in, const void *buf, size_t n)
@@ -228,14 +223,14 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
         uint64_t k = min_u64(grain, e->size - gi * grain);
         r = ext_read_below(e, gi * grain, g, (size_t)k);
         memset(g + k, 0, (size_t)(grain - k));
-        below_zero = all_zero(g, grain);
+        below_zero = vdk_all_zero(g, grain);
     } else {
         memset(g, 0, grain); /* unmapped and zero grains read as zeros */
     }
     if (r < 0)
         return r;
     memcpy(g + in, buf, n);
-    if (all_zero(g, grain))
+    if (vdk_all_zero(g, grain))
         return gte || below_zero ? 0 : se_set(e, s, gi, gde, 0x2000000000000000ull);
     if (s->next_grain >= s->grains_count)
         return disk_fail(e->disk, VDK_E_NOSPC, "%s: the grain area is full", e->name);

@@ -567,11 +567,6 @@ static int renew_cid(struct vdk_disk *d)
     return r;
 }
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t off)
 {
     if (!d->writable)
@@ -591,11 +586,11 @@ int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t of
             r = disk_fail(d, VDK_E_RDONLY, "%s: extent %u is %s", d->name, (unsigned)(e - d->ext),
                           desc_access_name(e->d->access));
         else if (e->d->type == ET_ZERO)
-            r = all_zero(p, n) ? 0
-                               : disk_fail(d, VDK_E_UNSUPPORTED,
-                                           "%s: extent %u is a ZERO "
-                                           "extent and cannot hold data",
-                                           d->name, (unsigned)(e - d->ext));
+            r = vdk_all_zero(p, n) ? 0
+                                   : disk_fail(d, VDK_E_UNSUPPORTED,
+                                               "%s: extent %u is a ZERO "
+                                               "extent and cannot hold data",
+                                               d->name, (unsigned)(e - d->ext));
         else if (!e->ops->write)
             r = disk_fail(d, VDK_E_UNSUPPORTED, "%s: writing %s extents is not supported", e->name,
                           e->format);

@@ -161,11 +161,6 @@ static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
     return write_u32(e, (uint64_t)gde * SECTOR + idx, gte);
 }
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int pwrite_data(struct extent *e, const void *buf, size_t n, uint64_t at)
 {
     int64_t w = e->file->ops->pwrite(e->file, buf, n, at);
@@ -191,13 +186,13 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
         r = ext_read_below(e, start, g, (size_t)min_u64(s->grain, e->size - start));
         memset(g + min_u64(s->grain, e->size - start), 0,
                (size_t)(s->grain - min_u64(s->grain, e->size - start)));
-        below_zero = r == 0 && all_zero(g, s->grain);
+        below_zero = r == 0 && vdk_all_zero(g, s->grain);
     } else {
         memset(g, 0, s->grain); /* a zeroed grain */
     }
     if (r == 0) {
         memcpy(g + in, buf, n);
-        if (all_zero(g, s->grain)) {
+        if (vdk_all_zero(g, s->grain)) {
             /* Zeros stay sparse: nothing to store if that is what reads
              * already return; otherwise a zeroed-grain entry if allowed. */
             if (!(gte == 1 || below_zero))

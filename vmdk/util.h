@@ -54,6 +54,13 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/* Whether n bytes at p are all zero. */
+static inline int vdk_all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
+}
+
 /* Fill err (if not NULL) and return -code. */
 int vdk_fail(vdk_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int vdk_vfail(vdk_error *err, int code, const char *fmt, va_list ap);

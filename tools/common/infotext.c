@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *human(uint64_t b, char *buf, size_t len)
+const char *human_size(uint64_t b, char *buf, size_t len)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     double v = (double)b;
@@ -41,9 +41,9 @@ char *info_text(vdk_disk *d, int *status)
     fprintf(f, "disk:           %s\n", in.name);
     fprintf(f, "create type:    %s\n", in.create_type);
     fprintf(f, "capacity:       %llu bytes (%s)\n", (unsigned long long)in.capacity,
-            human(in.capacity, h, sizeof(h)));
+            human_size(in.capacity, h, sizeof(h)));
     fprintf(f, "allocated:      %llu bytes in this link (%s)\n", (unsigned long long)allocated,
-            human(allocated, h, sizeof(h)));
+            human_size(allocated, h, sizeof(h)));
     if (in.adapter[0])
         fprintf(f, "adapter:        %s\n", in.adapter);
     if (in.hw_version)

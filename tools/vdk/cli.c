@@ -1,5 +1,6 @@
 /* Shared helpers of the vdk command line. */
 #include "cli.h"
+#include "infotext.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -123,22 +124,6 @@ void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-const char *human_size(uint64_t b, char *buf, size_t len)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)b;
-    unsigned u = 0;
-    while (v >= 1024 && u < 5) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, len, "%llu B", (unsigned long long)b);
-    else
-        snprintf(buf, len, "%.4g %s", v, units[u]);
-    return buf;
-}
-
 void progress_init(struct progress *p, uint64_t total, int enabled)
 {
     p->on = enabled && isatty(STDERR_FILENO);
@@ -206,4 +191,11 @@ int cli_store_name(const char *path, const struct open_opts *o, const char *disk
     if ((size_t)snprintf(out, outlen, "%s", full + n + (n > 1)) >= outlen)
         return cli_error("%s: name too long", path), -1;
     return 0;
+}
+
+int cli_disk_error(vdk_disk *d, int status)
+{
+    vdk_error e;
+    vdk_last_error(d, &e);
+    return cli_error("%s", e.message[0] ? e.message : vdk_strerror(status));
 }

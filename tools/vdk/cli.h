@@ -50,8 +50,8 @@ int cli_close(vdk_disk *d);
 /* Print a JSON string literal (with quotes). */
 void json_str(FILE *f, const char *s);
 
-/* "1.5 GiB" */
-const char *human_size(uint64_t bytes, char *buf, size_t len);
+/* Print the disk's last data-path error (or the status's text); returns 1. */
+int cli_disk_error(vdk_disk *d, int status);
 
 /* Progress line on stderr when it is a terminal. */
 struct progress {

@@ -186,9 +186,7 @@ int cmd_clone(int argc, char **argv)
     if (rc == 0) {
         int r = vdk_map(cp.d, 0, vdk_capacity(cp.d), 0, copy_range, &cp);
         if (r < 0) {
-            vdk_error e;
-            vdk_last_error(cp.d, &e);
-            rc = cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
+            rc = cli_disk_error(cp.d, r);
         } else if (r > 0) {
             rc = 1;
         }

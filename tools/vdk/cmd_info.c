@@ -96,26 +96,23 @@ int cmd_info(int argc, char **argv)
     vdk_disk *d = cli_open(argv[optind], &oo);
     if (!d)
         return 1;
-    uint64_t allocated = 0;
-    int r = vdk_allocated_bytes(d, &allocated);
-    if (r < 0) {
-        vdk_error e;
-        vdk_last_error(d, &e);
-        cli_close(d);
-        return cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
-    }
+    int rc = 0;
     if (json) {
-        print_json(d, allocated);
+        uint64_t allocated = 0;
+        int r = vdk_allocated_bytes(d, &allocated);
+        if (r < 0)
+            rc = cli_disk_error(d, r);
+        else
+            print_json(d, allocated);
     } else {
         int st = 0;
         char *text = info_text(d, &st);
-        if (!text) {
-            cli_close(d);
-            return cli_error("%s", vdk_strerror(st));
-        }
-        fputs(text, stdout);
+        if (text)
+            fputs(text, stdout);
+        else
+            rc = cli_disk_error(d, st);
         free(text);
     }
     cli_close(d);
-    return 0;
+    return rc;
 }

@@ -78,11 +78,8 @@ int cmd_map(int argc, char **argv)
     if (o.json)
         printf("\n]\n");
     int rc = 0;
-    if (r < 0) {
-        vdk_error e;
-        vdk_last_error(o.d, &e);
-        rc = cli_error("%s", e.message[0] ? e.message : vdk_strerror(r));
-    }
+    if (r < 0)
+        rc = cli_disk_error(o.d, r);
     cli_close(o.d);
     return rc;
 }
