@@ -244,3 +244,15 @@ int vdk_allocated_bytes(vdk_disk *disk, uint64_t *out)
     *out = 0;
     return vdk_map(disk, 0, disk->capacity, VDK_MAP_THIS_LINK, add_data, out);
 }
+
+int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg, unsigned *problems,
+              unsigned *repaired)
+{
+    struct check_ctx ctx = {.cb = cb, .arg = arg};
+    int r = link_check(disk, repair, &ctx);
+    if (problems)
+        *problems = ctx.problems;
+    if (repaired)
+        *repaired = ctx.repaired;
+    return r;
+}

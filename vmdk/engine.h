@@ -121,6 +121,19 @@ int chain_close_checked(struct vdk_disk *d);
  * replace of its file).  Called with meta_lock held. */
 int link_write_descriptor(struct vdk_disk *d, vdk_error *err);
 
+/* Findings of a consistency check (vdk check). */
+struct check_ctx {
+    vdk_report_cb cb;
+    void *arg;
+    unsigned problems, repaired;
+};
+/* Report one finding: serious ones count as problems. */
+void check_say(struct check_ctx *c, int serious, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Check (and with repair, fix) the top link of d. */
+int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
+
 /* Helpers for drivers: read a little-endian table entry through the cache. */
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);

@@ -255,3 +255,140 @@ int s32_write(struct extent *e, struct s32 *s, uint64_t off, const void *buf, si
     }
     return 0;
 }
+
+/* ---- consistency check and repair ---- */
+
+struct s32_check {
+    struct extent *e;
+    struct s32 *s;
+    int repair;
+    struct check_ctx *ctx;
+    uint8_t *seen; /* one bit per grain slot of the file */
+    uint64_t slots;
+};
+
+static int fix_entry(struct s32_check *c, uint64_t at, uint32_t v)
+{
+    if (!c->repair)
+        return 0;
+    int r = write_u32(c->e, at, v);
+    if (r == 0)
+        c->ctx->repaired++;
+    return r;
+}
+
+/* Check the table of directory entry gdi; fix what can be fixed. */
+static int check_table(struct s32_check *c, uint64_t gdi, uint32_t gde)
+{
+    struct extent *e = c->e;
+    struct s32 *s = c->s;
+    uint64_t size = ext_file_size(e), gt = (uint64_t)gde * SECTOR;
+    for (uint64_t i = 0; i < s->n_gtes && (gdi * s->n_gtes + i) * s->grain < e->size; i++) {
+        uint32_t gte;
+        int r = ext_read_u32(e, gt + i * 4, &gte);
+        if (r < 0)
+            return r;
+        if (gte == 0 || (gte == 1 && s->gte1_zero)) {
+            if (gte == 1 && !s->zeroed_ok)
+                check_say(c->ctx, 0, "%s: grain %llu: zeroed-grain entry without the header "
+                          "flag (libvmdk and VirtualBox cannot read it)", e->name,
+                          (unsigned long long)(gdi * s->n_gtes + i));
+            continue;
+        }
+        uint64_t at = (uint64_t)gte * SECTOR;
+        uint64_t need = s->compressed ? 12 : s->grain;
+        const char *bad = at < s->min_grain ? "inside the metadata"
+                          : at + need > size ? "past the end of the file"
+                                             : NULL;
+        uint64_t slot = (at - s->min_grain) / (s->compressed ? SECTOR : s->grain);
+        if (!bad && !s->compressed && (at - s->min_grain) % s->grain)
+            bad = NULL; /* unaligned grains are legal, just not tracked exactly */
+        if (!bad && slot < c->slots) {
+            if (c->seen[slot / 8] & (1u << (slot % 8)))
+                bad = "shared with another grain";
+            c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        }
+        if (!bad)
+            continue;
+        check_say(c->ctx, 1, "%s: grain %llu points to sector %u, %s%s", e->name,
+                  (unsigned long long)(gdi * s->n_gtes + i), gte, bad,
+                  c->repair ? ": entry cleared (the range reads from the parent or as zeros)"
+                            : "");
+        if ((r = fix_entry(c, gt + i * 4, 0)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Make the redundant tables equal the primary ones. */
+static int check_redundant(struct s32_check *c, uint64_t gdi, uint32_t gde)
+{
+    struct extent *e = c->e;
+    struct s32 *s = c->s;
+    uint32_t rgde;
+    int r = ext_read_u32(e, s->rgd_off + gdi * 4, &rgde);
+    if (r < 0 || rgde == 0 || gde == 0)
+        return r;
+    if ((uint64_t)rgde * SECTOR + s->gt_bytes > ext_file_size(e)) {
+        check_say(c->ctx, 1, "%s: redundant grain table %llu lies outside the file", e->name,
+                  (unsigned long long)gdi);
+        return 0;
+    }
+    unsigned differ = 0;
+    for (uint64_t i = 0; i < s->n_gtes; i++) {
+        uint32_t a, b;
+        if ((r = ext_read_u32(e, (uint64_t)gde * SECTOR + i * 4, &a)) < 0 ||
+            (r = ext_read_u32(e, (uint64_t)rgde * SECTOR + i * 4, &b)) < 0)
+            return r;
+        if (a == b)
+            continue;
+        differ++;
+        if ((r = fix_entry(c, (uint64_t)rgde * SECTOR + i * 4, a)) < 0)
+            return r;
+    }
+    if (differ)
+        check_say(c->ctx, 1, "%s: redundant grain table %llu differs in %u entries%s", e->name,
+                  (unsigned long long)gdi, differ,
+                  c->repair ? ": copied from the primary table" : "");
+    return 0;
+}
+
+int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx)
+{
+    uint64_t size = ext_file_size(e);
+    struct s32_check c = {.e = e, .s = s, .repair = repair, .ctx = ctx};
+    c.slots = size > s->min_grain ? (size - s->min_grain) / (s->compressed ? SECTOR : s->grain) + 1
+                                  : 0;
+    c.seen = calloc(c.slots / 8 + 1, 1);
+    if (!c.seen)
+        return -VDK_E_NOMEM;
+    int r = 0;
+    for (uint64_t gdi = 0; r == 0 && gdi < s->gd_entries; gdi++) {
+        uint32_t gde;
+        if ((r = ext_read_u32(e, s->gd_off + gdi * 4, &gde)) < 0)
+            break;
+        if (gde && ((uint64_t)gde * SECTOR + s->gt_bytes > size || gde < 1)) {
+            check_say(ctx, 1, "%s: grain table %llu at sector %u lies outside the file%s",
+                      e->name, (unsigned long long)gdi, gde,
+                      repair ? ": dropped (its range reads from the parent or as zeros)" : "");
+            r = fix_entry(&c, s->gd_off + gdi * 4, 0);
+            continue;
+        }
+        if (gde)
+            r = check_table(&c, gdi, gde);
+        if (r == 0 && s->rgd_off)
+            r = check_redundant(&c, gdi, gde);
+    }
+    /* grains nothing points to */
+    uint64_t leaked = 0;
+    if (r == 0 && !s->compressed)
+        for (uint64_t i = 0; i + 1 < c.slots; i++)
+            if (!(c.seen[i / 8] & (1u << (i % 8))))
+                leaked++;
+    if (leaked)
+        check_say(ctx, 0, "%s: %llu grain-sized areas after the metadata are not referenced "
+                  "(leaked by an interrupted write or held by tables; harmless)", e->name,
+                  (unsigned long long)leaked);
+    free(c.seen);
+    return r;
+}

@@ -38,4 +38,9 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
  * file: data first, then the table entry, then the directory entry. */
 int s32_write(struct extent *e, struct s32 *s, uint64_t off, const void *buf, size_t len);
 
+/* Verify directory, tables and redundant tables; with repair, clear
+ * entries that point outside the file or into metadata, unshare grains and
+ * copy the primary tables over differing redundant ones. */
+int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx);
+
 #endif

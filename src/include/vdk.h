@@ -206,6 +206,19 @@ VDK_API int vdk_create_path(const char *path, const vdk_create_params *p, vdk_er
 VDK_API int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char *chosen,
                              vdk_error *err);
 
+/* One line of a report (no trailing newline). */
+typedef void (*vdk_report_cb)(void *arg, const char *line);
+
+/* Check a disk's top link (VixDiskLib_CheckRepair): headers, grain
+ * directory and tables (entries outside the file or in metadata, grains
+ * shared by two entries), redundant tables, the uncleanShutdown mark, and
+ * the CIDs of the chain.  With repair (the disk must be open for writing)
+ * fix what can be fixed and say what changed.  *problems and *repaired
+ * count findings; returns 0 even when problems were found, a negative
+ * status when the check itself could not run. */
+VDK_API int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg,
+                      unsigned *problems, unsigned *repaired);
+
 /* Progress of long operations; a non-zero return cancels. */
 typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
 

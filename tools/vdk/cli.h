@@ -69,6 +69,7 @@ int cmd_map(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_child(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int parse_size(const char *s, uint64_t *out);
 
 #endif

@@ -14,6 +14,7 @@ static const struct {
     {"map", cmd_map, "show which byte ranges are allocated, and in which link"},
     {"create", cmd_create, "create a new empty disk of any type"},
     {"child", cmd_child, "create a redo log (snapshot link) of a disk"},
+    {"check", cmd_check, "verify a disk's structures; --repair fixes them"},
     {"clone", cmd_clone, "copy a disk (flattening its chain) into a new disk or raw file"},
     {"convert", cmd_clone, "same as clone"},
 };
