@@ -89,9 +89,9 @@ if [ "$mode" = demo ]; then
 fi
 
 install_missing "${build_pkgs[@]}" "${test_pkgs[@]}"
-build build
-(cd build && ctest --output-on-failure -j "$jobs")
-build build-asan -DVDK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+build build -DVDK_TESTS=ON
+(cd build && ctest --no-tests=error --output-on-failure -j "$jobs")
+build build-asan -DVDK_TESTS=ON -DVDK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$jobs")
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --no-tests=error --output-on-failure -j "$jobs")
 echo "setup: all tests passed (plain and ASan+UBSan builds)"

@@ -109,24 +109,6 @@ static size_t child_stem(const char *name)
     return n;
 }
 
-/* A parent hint relative to the child: both live in one store. */
-static int relative_hint(const char *child, const char *parent, char *out, size_t n)
-{
-    const char *cs = strrchr(child, '/');
-    size_t cdir = cs ? (size_t)(cs - child) + 1 : 0;
-    size_t common = 0;
-    for (size_t i = 0; i < cdir && child[i] == parent[i]; i++)
-        if (child[i] == '/')
-            common = i + 1;
-    size_t len = 0;
-    out[0] = '\0';
-    for (size_t i = common; i < cdir; i++)
-        if (child[i] == '/')
-            len += (size_t)snprintf(out + len, n > len ? n - len : 0, "../");
-    snprintf(out + len, n > len ? n - len : 0, "%s", parent + common);
-    return strlen(parent + common) + len < n ? 0 : -VDK_E_INVAL;
-}
-
 int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char *chosen,
                      vdk_error *err)
 {
@@ -148,7 +130,7 @@ int vdk_create_child(vdk_disk *parent, const char *name, const char *type, char 
         }
         name = auto_name;
     }
-    if (relative_hint(name, parent->name, hint, sizeof(hint)) < 0)
+    if (vdk_name_relative(name, parent->name, hint, sizeof(hint)) < 0)
         return vdk_fail(err, VDK_E_INVAL, "%s: name too long", name);
     const char *ad = desc_get(parent->desc, "ddb.adapterType");
     nd.adapter = ad ? ad : "ide";

@@ -29,9 +29,10 @@ int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx)
         return disk_fail(d, VDK_E_RDONLY, "%s: open it for writing to repair", d->name);
     for (struct vdk_disk *l = d; l->parent; l = l->parent)
         if (l->desc->parent_cid != l->parent->desc->cid)
-            check_say(ctx, 1, "%s: parentCID %08x does not match CID %08x of %s (the parent "
-                      "changed after this child was made; not repairable here)", l->name,
-                      l->desc->parent_cid, l->parent->desc->cid, l->parent->name);
+            check_say(ctx, 1,
+                      "%s: parentCID %08x does not match CID %08x of %s (the parent "
+                      "changed after this child was made; not repairable here)",
+                      l->name, l->desc->parent_cid, l->parent->desc->cid, l->parent->name);
     for (unsigned i = 0; i < d->n_ext; i++) {
         struct extent *e = &d->ext[i];
         if (e->ops != &extent_kdmv_ops && e->ops != &extent_cowd_ops)

@@ -131,6 +131,9 @@ struct check_ctx {
 void check_say(struct check_ctx *c, int serious, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Give a writable link a new CID now, unless it already has one since open. */
+int link_renew_cid(struct vdk_disk *d);
+
 /* Check (and with repair, fix) the top link of d. */
 int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 

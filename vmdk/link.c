@@ -540,7 +540,7 @@ int link_write_descriptor(struct vdk_disk *d, vdk_error *err)
 
 /* VMware gives a disk a new CID on its first change after each open, so
  * children made before can tell their parent moved on. */
-static int renew_cid(struct vdk_disk *d)
+int link_renew_cid(struct vdk_disk *d)
 {
     if (__atomic_load_n(&d->cid_changed, __ATOMIC_ACQUIRE))
         return 0;
@@ -576,7 +576,7 @@ int64_t chain_write(struct vdk_disk *d, const void *buf, size_t len, uint64_t of
                          "%s: write of %zu bytes at %llu passes the capacity "
                          "(%llu bytes)",
                          d->name, len, (unsigned long long)off, (unsigned long long)d->capacity);
-    int r = len ? renew_cid(d) : 0;
+    int r = len ? link_renew_cid(d) : 0;
     size_t done = 0;
     while (r == 0 && done < len) {
         struct extent *e = link_find_extent(d, off + done);

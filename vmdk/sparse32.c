@@ -290,14 +290,15 @@ static int check_table(struct s32_check *c, uint64_t gdi, uint32_t gde)
             return r;
         if (gte == 0 || (gte == 1 && s->gte1_zero)) {
             if (gte == 1 && !s->zeroed_ok)
-                check_say(c->ctx, 0, "%s: grain %llu: zeroed-grain entry without the header "
-                          "flag (libvmdk and VirtualBox cannot read it)", e->name,
-                          (unsigned long long)(gdi * s->n_gtes + i));
+                check_say(c->ctx, 0,
+                          "%s: grain %llu: zeroed-grain entry without the header "
+                          "flag (libvmdk and VirtualBox cannot read it)",
+                          e->name, (unsigned long long)(gdi * s->n_gtes + i));
             continue;
         }
         uint64_t at = (uint64_t)gte * SECTOR;
         uint64_t need = s->compressed ? 12 : s->grain;
-        const char *bad = at < s->min_grain ? "inside the metadata"
+        const char *bad = at < s->min_grain  ? "inside the metadata"
                           : at + need > size ? "past the end of the file"
                                              : NULL;
         uint64_t slot = (at - s->min_grain) / (s->compressed ? SECTOR : s->grain);
@@ -312,8 +313,7 @@ static int check_table(struct s32_check *c, uint64_t gdi, uint32_t gde)
             continue;
         check_say(c->ctx, 1, "%s: grain %llu points to sector %u, %s%s", e->name,
                   (unsigned long long)(gdi * s->n_gtes + i), gte, bad,
-                  c->repair ? ": entry cleared (the range reads from the parent or as zeros)"
-                            : "");
+                  c->repair ? ": entry cleared (the range reads from the parent or as zeros)" : "");
         if ((r = fix_entry(c, gt + i * 4, 0)) < 0)
             return r;
     }
@@ -357,8 +357,8 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
 {
     uint64_t size = ext_file_size(e);
     struct s32_check c = {.e = e, .s = s, .repair = repair, .ctx = ctx};
-    c.slots = size > s->min_grain ? (size - s->min_grain) / (s->compressed ? SECTOR : s->grain) + 1
-                                  : 0;
+    c.slots =
+        size > s->min_grain ? (size - s->min_grain) / (s->compressed ? SECTOR : s->grain) + 1 : 0;
     c.seen = calloc(c.slots / 8 + 1, 1);
     if (!c.seen)
         return -VDK_E_NOMEM;
@@ -368,8 +368,8 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
         if ((r = ext_read_u32(e, s->gd_off + gdi * 4, &gde)) < 0)
             break;
         if (gde && ((uint64_t)gde * SECTOR + s->gt_bytes > size || gde < 1)) {
-            check_say(ctx, 1, "%s: grain table %llu at sector %u lies outside the file%s",
-                      e->name, (unsigned long long)gdi, gde,
+            check_say(ctx, 1, "%s: grain table %llu at sector %u lies outside the file%s", e->name,
+                      (unsigned long long)gdi, gde,
                       repair ? ": dropped (its range reads from the parent or as zeros)" : "");
             r = fix_entry(&c, s->gd_off + gdi * 4, 0);
             continue;
@@ -386,9 +386,10 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
             if (!(c.seen[i / 8] & (1u << (i % 8))))
                 leaked++;
     if (leaked)
-        check_say(ctx, 0, "%s: %llu grain-sized areas after the metadata are not referenced "
-                  "(leaked by an interrupted write or held by tables; harmless)", e->name,
-                  (unsigned long long)leaked);
+        check_say(ctx, 0,
+                  "%s: %llu grain-sized areas after the metadata are not referenced "
+                  "(leaked by an interrupted write or held by tables; harmless)",
+                  e->name, (unsigned long long)leaked);
     free(c.seen);
     return r;
 }

@@ -123,3 +123,21 @@ int vdk_name_join(const char *base, const char *rel, char *out, size_t outlen)
         return r;
     return len ? 0 : -VDK_E_INVAL;
 }
+
+/* A parent hint relative to the child: both live in one store. */
+int vdk_name_relative(const char *child, const char *parent, char *out, size_t n)
+{
+    const char *cs = strrchr(child, '/');
+    size_t cdir = cs ? (size_t)(cs - child) + 1 : 0;
+    size_t common = 0;
+    for (size_t i = 0; i < cdir && child[i] == parent[i]; i++)
+        if (child[i] == '/')
+            common = i + 1;
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = common; i < cdir; i++)
+        if (child[i] == '/')
+            len += (size_t)snprintf(out + len, n > len ? n - len : 0, "../");
+    snprintf(out + len, n > len ? n - len : 0, "%s", parent + common);
+    return strlen(parent + common) + len < n ? 0 : -VDK_E_INVAL;
+}

@@ -74,6 +74,10 @@ int vdk_status_from_errno(int neg_errno);
  * -VDK_E_INVAL when it is empty or too long. */
 int vdk_name_join(const char *base, const char *rel, char *out, size_t outlen);
 
+/* How file 'child' names file 'parent' (both store names), e.g.
+ * "../base/base.vmdk": the inverse of vdk_name_join. */
+int vdk_name_relative(const char *child, const char *parent, char *out, size_t n);
+
 /* Pointer to the last component of a store name. */
 const char *vdk_basename(const char *name);
 

@@ -219,6 +219,17 @@ typedef void (*vdk_report_cb)(void *arg, const char *line);
 VDK_API int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg,
                       unsigned *problems, unsigned *repaired);
 
+/* Make 'child' (a link in store) a child of 'parent' (VixDiskLib_Attach):
+ * rewrites its parentFileNameHint and parentCID.  Refused when the sizes
+ * differ, when it would loop, and (unless force) when the child's recorded
+ * parentCID is not the parent's CID. */
+VDK_API int vdk_attach(vdk_store *store, const char *child, const char *parent, int force,
+                       vdk_error *err);
+
+/* Remove every file of disk 'name' (VixDiskLib_Unlink), descriptor first.
+ * Refused (unless force) when another disk in its folder names it as parent. */
+VDK_API int vdk_unlink(vdk_store *store, const char *name, int force, vdk_error *err);
+
 /* Progress of long operations; a non-zero return cancels. */
 typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
 
@@ -227,6 +238,14 @@ typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
  * grains are not written.  On failure or cancel the new disk is removed. */
 VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name, const vdk_create_params *p,
                       vdk_progress_cb cb, void *arg, vdk_error *err);
+
+/* Merge redo log 'name' into its parent (what deleting a snapshot does):
+ * the parent gets the child's data, the child's own children are re-pointed
+ * at the parent, the child is removed.  With all, repeat down to the base.
+ * Refused when the parent has other children.  An interruption leaves both
+ * links readable. */
+VDK_API int vdk_commit(vdk_store *store, const char *name, int all, vdk_progress_cb cb,
+                       void *arg, vdk_error *err);
 
 #ifdef __cplusplus
 }

@@ -70,6 +70,10 @@ int cmd_clone(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_child(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_changed(int argc, char **argv);
 int parse_size(const char *s, uint64_t *out);
 
 #endif

@@ -16,8 +16,7 @@ static const char help[] =
     "ones, and the uncleanShutdown mark is cleared.\n\n"
     "Exit status: 0 when the disk is (now) clean, 1 when problems remain.\n\n"
     "Options:\n"
-    "  --repair        fix what can be fixed\n" CLI_OPEN_HELP
-    "  -h, --help      this text\n";
+    "  --repair        fix what can be fixed\n" CLI_OPEN_HELP "  -h, --help      this text\n";
 
 static void print_line(void *arg, const char *line)
 {
