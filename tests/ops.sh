@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Disk operations through the CLI, checked by qemu-img: check/repair,
+# changed areas, commit, attach, rm.
+set -euo pipefail
+vdk=$1
+vdkwrite=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$dir"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+truncate -s 32M m0.raw
+"$vdk" create base.vmdk 32M
+"$vdkwrite" base.vmdk m0.raw 1 200
+"$vdk" child base.vmdk >/dev/null # base-000001.vmdk
+cp m0.raw m1.raw
+"$vdkwrite" base-000001.vmdk m1.raw 2 100
+"$vdk" child base-000001.vmdk >/dev/null # base-000002.vmdk
+cp m1.raw m2.raw
+"$vdkwrite" base-000002.vmdk m2.raw 3 100
+
+# changed areas: outside them the top equals the earlier link
+"$vdk" changed --json --since base base-000002.vmdk >changed.json
+python3 - <<'PY' || fail "changed areas"
+import json
+ranges = json.load(open("changed.json"))
+a = open("m0.raw", "rb").read()
+b = open("m2.raw", "rb").read()
+mask = bytearray(len(a))
+for r in ranges:
+    mask[r["start"]:r["start"] + r["length"]] = b"\1" * r["length"]
+for i in range(0, len(a), 4096):
+    if not any(mask[i:i + 4096]) and a[i:i + 4096] != b[i:i + 4096]:
+        raise SystemExit("change at %d not reported" % i)
+assert sum(r["length"] for r in ranges) < len(a), "everything reported"
+PY
+echo "ok: changed --since"
+
+# commit the middle link, then everything
+"$vdk" commit base-000001.vmdk
+[ ! -e base-000001.vmdk ] || fail "committed link still there"
+qemu-img compare -q base.vmdk m1.raw || fail "base after commit"
+qemu-img compare -q base-000002.vmdk m2.raw || fail "top after commit"
+qemu-img check base.vmdk | grep -q "No errors" || fail "check after commit"
+"$vdk" commit --all base-000002.vmdk
+qemu-img compare -q base.vmdk m2.raw || fail "base after commit --all"
+[ "$(ls *.vmdk)" = base.vmdk ] || fail "leftover links: $(ls *.vmdk)"
+echo "ok: commit"
+
+# attach and rm
+"$vdk" child base.vmdk kid.vmdk >/dev/null
+"$vdk" create other.vmdk 32M
+if "$vdk" attach kid.vmdk other.vmdk 2>err.txt; then fail "attach ignored the CID"; fi
+grep -q -- "--force" err.txt || fail "attach refusal: $(cat err.txt)"
+"$vdk" attach --force kid.vmdk other.vmdk
+[ "$("$vdk" info --json kid.vmdk | python3 -c 'import json,sys; print(json.load(sys.stdin)["parent"])')" = other.vmdk ] || fail "attach"
+if "$vdk" rm other.vmdk 2>/dev/null; then fail "rm of a parent"; fi
+"$vdk" rm kid.vmdk
+"$vdk" rm other.vmdk
+[ ! -e other.vmdk ] && [ ! -e kid.vmdk ] || fail "rm"
+"$vdk" create -t twoGbMaxExtentFlat split.vmdk 5G
+"$vdk" rm split.vmdk
+[ -z "$(ls split* 2>/dev/null)" ] || fail "rm left extents: $(ls split*)"
+echo "ok: attach, rm"
+
+# check and repair a damaged disk
+cp base.vmdk bad.vmdk
+python3 - <<'PY'
+import struct
+f = open("bad.vmdk", "r+b")
+h = f.read(512)
+gd = struct.unpack_from("<Q", h, 56)[0]
+f.seek(gd * 512)
+gt = struct.unpack("<I", f.read(4))[0]
+f.seek(gt * 512 + 8)
+f.write(struct.pack("<I", 0x7ffffff0))
+f.seek(72)
+f.write(b"\1")
+PY
+if "$vdk" check bad.vmdk >check.txt 2>&1; then fail "check missed the damage"; fi
+grep -q "past the end of the file" check.txt || fail "check output: $(cat check.txt)"
+"$vdk" check --repair bad.vmdk >repair.txt 2>&1 || { cat repair.txt; fail "repair"; }
+grep -q "no problems found" repair.txt || fail "repair output"
+"$vdk" check bad.vmdk >/dev/null 2>&1 || fail "check after repair"
+qemu-img check bad.vmdk | grep -q "No errors" || fail "qemu-img check after repair"
+echo "ok: check --repair"
+echo "all operation checks passed"
