@@ -216,8 +216,8 @@ typedef void (*vdk_report_cb)(void *arg, const char *line);
  * fix what can be fixed and say what changed.  *problems and *repaired
  * count findings; returns 0 even when problems were found, a negative
  * status when the check itself could not run. */
-VDK_API int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg,
-                      unsigned *problems, unsigned *repaired);
+VDK_API int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg, unsigned *problems,
+                      unsigned *repaired);
 
 /* Make 'child' (a link in store) a child of 'parent' (VixDiskLib_Attach):
  * rewrites its parentFileNameHint and parentCID.  Refused when the sizes
@@ -244,8 +244,8 @@ VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name, const v
  * at the parent, the child is removed.  With all, repeat down to the base.
  * Refused when the parent has other children.  An interruption leaves both
  * links readable. */
-VDK_API int vdk_commit(vdk_store *store, const char *name, int all, vdk_progress_cb cb,
-                       void *arg, vdk_error *err);
+VDK_API int vdk_commit(vdk_store *store, const char *name, int all, vdk_progress_cb cb, void *arg,
+                       vdk_error *err);
 
 #ifdef __cplusplus
 }
