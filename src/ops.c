@@ -300,3 +300,50 @@ int vdk_clone(vdk_disk *src, vdk_store *store, const char *name, const vdk_creat
     free(c.buf);
     return r;
 }
+
+/* ---- space needed for a clone ---- */
+
+/* g[0]: grains touched by data; g[1]: one past the last grain counted. */
+static int count_grains(void *arg, const vdk_range *r)
+{
+    uint64_t *g = arg;
+    if (r->kind == VDK_RANGE_DATA) {
+        uint64_t first = r->offset / STREAM_GRAIN;
+        uint64_t end = (r->offset + r->length + STREAM_GRAIN - 1) / STREAM_GRAIN;
+        if (first < g[1])
+            first = g[1];
+        if (end > first)
+            g[0] += end - first;
+        if (end > g[1])
+            g[1] = end;
+    }
+    return 0;
+}
+
+int vdk_space_for_clone(vdk_disk *src, const char *type, uint64_t *bytes, vdk_error *err)
+{
+    const struct disk_type *t = create_find_type(type ? type : "monolithicSparse");
+    if (!t || t->needs_parent)
+        return vdk_fail(err, VDK_E_UNSUPPORTED, "cannot clone to type '%s'", type);
+    uint64_t cap = src->capacity, desc = 4096;
+    if (t->layout == LAY_MONO_FLAT || t->layout == LAY_SPLIT_FLAT || t->layout == LAY_VMFS) {
+        *bytes = cap + desc;
+        return 0;
+    }
+    /* sparse: every grain holding data, plus the tables (both copies) */
+    uint64_t g[2] = {0, 0};
+    int r = vdk_map(src, 0, cap, 0, count_grains, g);
+    if (r < 0) {
+        vdk_error e;
+        vdk_last_error(src, &e);
+        return vdk_fail(err, r, "%s", e.message);
+    }
+    uint64_t grains = (cap + STREAM_GRAIN - 1) / STREAM_GRAIN;
+    uint64_t tables = (grains + 511) / 512;
+    uint64_t meta = 2 * (tables * 2048 + (tables * 4 + SECTOR - 1) / SECTOR * SECTOR) + 65536;
+    uint64_t extents = t->layout == LAY_SPLIT_SPARSE ? cap / (2047ull << 20) + 1 : 1;
+    /* compressed grains are no bigger than raw ones plus a marker */
+    uint64_t per = STREAM_GRAIN + (t->layout == LAY_STREAM ? SECTOR : 0);
+    *bytes = g[0] * per + meta + extents * 65536 + desc;
+    return 0;
+}

@@ -84,4 +84,13 @@ grep -q "no problems found" repair.txt || fail "repair output"
 "$vdk" check bad.vmdk >/dev/null 2>&1 || fail "check after repair"
 qemu-img check bad.vmdk | grep -q "No errors" || fail "qemu-img check after repair"
 echo "ok: check --repair"
+# space: an upper bound of what a clone takes
+for t in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
+    need=$("$vdk" space -t "$t" base.vmdk)
+    "$vdk" clone -q -t "$t" base.vmdk "sp-$t.vmdk"
+    used=$(cat sp-$t*.vmdk | wc -c)
+    [ "$used" -le "$need" ] || fail "space for $t: estimated $need, clone took $used"
+    [ "$need" -le $((used * 3 + (1 << 21))) ] || fail "space for $t: $need is far above $used"
+done
+echo "ok: space"
 echo "all operation checks passed"

@@ -230,6 +230,11 @@ VDK_API int vdk_attach(vdk_store *store, const char *child, const char *parent, 
  * Refused (unless force) when another disk in its folder names it as parent. */
 VDK_API int vdk_unlink(vdk_store *store, const char *name, int force, vdk_error *err);
 
+/* An upper bound of the bytes a clone of src to 'type' takes
+ * (VixDiskLib_SpaceNeededForClone): data grains plus tables for sparse
+ * types, the capacity for flat ones. */
+VDK_API int vdk_space_for_clone(vdk_disk *src, const char *type, uint64_t *bytes, vdk_error *err);
+
 /* Progress of long operations; a non-zero return cancels. */
 typedef int (*vdk_progress_cb)(void *arg, uint64_t done, uint64_t total);
 

@@ -262,3 +262,53 @@ int cmd_changed(int argc, char **argv)
     cli_close(d);
     return rc;
 }
+
+static const char space_help[] =
+    "Usage: vdk space [-t TYPE] [--json] DISK\n\n"
+    "Print an upper bound of the bytes 'vdk clone -t TYPE DISK OUT' will take\n"
+    "(VixDiskLib_SpaceNeededForClone): the grains holding data plus the grain\n"
+    "tables for sparse types, the capacity for flat ones.  TYPE defaults to\n"
+    "monolithicSparse.\n\n"
+    "Options:\n"
+    "  -t, --type TYPE   the clone's type\n"
+    "      --json        {\"bytes\": N}\n" CLI_OPEN_HELP "  -h, --help        this text\n";
+
+int cmd_space(int argc, char **argv)
+{
+    static const struct option opts[] = {{"type", required_argument, NULL, 't'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         CLI_OPEN_LONGOPTS,
+                                         {0}};
+    struct open_opts oo = {0};
+    const char *type = NULL;
+    int json = 0, c;
+    while ((c = getopt_long(argc, argv, "t:hr", opts, NULL)) != -1) {
+        if (cli_open_option(c, &oo))
+            continue;
+        if (c == 't')
+            type = optarg;
+        else if (c == 'j')
+            json = 1;
+        else if (c == 'h')
+            return fputs(space_help, stdout), 0;
+        else
+            return fputs(space_help, stderr), 2;
+    }
+    if (optind != argc - 1)
+        return cli_error("expects one DISK (see --help)"), 2;
+    vdk_disk *d = cli_open(argv[optind], &oo);
+    if (!d)
+        return 1;
+    uint64_t bytes = 0;
+    vdk_error err = {0};
+    int r = vdk_space_for_clone(d, type, &bytes, &err);
+    cli_close(d);
+    if (r < 0)
+        return cli_error("%s", err.message);
+    if (json)
+        printf("{\"bytes\": %llu}\n", (unsigned long long)bytes);
+    else
+        printf("%llu\n", (unsigned long long)bytes);
+    return 0;
+}

@@ -18,6 +18,7 @@ static const struct {
     {"commit", cmd_commit, "merge a redo log into its parent (delete a snapshot)"},
     {"rm", cmd_rm, "remove a disk and all its files"},
     {"changed", cmd_changed, "byte ranges changed since an earlier link of the chain"},
+    {"space", cmd_space, "bytes a clone to a given type would take"},
     {"check", cmd_check, "verify a disk's structures; --repair fixes them"},
     {"clone", cmd_clone, "copy a disk (flattening its chain) into a new disk or raw file"},
     {"convert", cmd_clone, "same as clone"},
