@@ -279,3 +279,16 @@ int vdk_commit(vdk_store *st, const char *name, int all, vdk_progress_cb cb, voi
         snprintf(cur, sizeof(cur), "%s", parent);
     }
 }
+
+int vdk_shrink(vdk_store *st, const char *name, vdk_progress_cb cb, void *arg, uint64_t *saved,
+               vdk_error *err)
+{
+    uint64_t dummy;
+    return link_rewrite(st, name, cb, arg, saved ? saved : &dummy, err);
+}
+
+int vdk_defragment(vdk_store *st, const char *name, vdk_progress_cb cb, void *arg, vdk_error *err)
+{
+    uint64_t saved;
+    return link_rewrite(st, name, cb, arg, &saved, err);
+}

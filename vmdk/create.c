@@ -594,3 +594,15 @@ int stream_finish(struct stream_w *w, int abort, vdk_error *err)
     free(w);
     return r;
 }
+
+int create_extent_file(vdk_store *st, const char *name, int format, uint64_t sectors,
+                       const char *desc, const char *parent, vdk_error *err)
+{
+    struct created cr = {.st = st};
+    int r = format == FMT_COWD       ? cowd_file(&cr, name, sectors, parent, err)
+            : format == FMT_SESPARSE ? sesparse_file(&cr, name, sectors, err)
+                                     : kdmv_file(&cr, name, sectors, desc, err);
+    if (r < 0)
+        undo(&cr);
+    return r;
+}

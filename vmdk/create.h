@@ -44,6 +44,12 @@ int create_disk(vdk_store *st, const char *name, const struct new_disk *nd, vdk_
 /* Descriptor text for nd with the given extent lines (malloc'd). */
 char *create_descriptor(const struct new_disk *nd, uint32_t cid, const char *extent_lines);
 
+/* One empty sparse extent file: hosted sparse (with desc embedded when
+ * not NULL), COWD (parent written into its header) or seSparse. */
+enum { FMT_KDMV, FMT_COWD, FMT_SESPARSE };
+int create_extent_file(vdk_store *st, const char *name, int format, uint64_t sectors,
+                       const char *desc, const char *parent, vdk_error *err);
+
 /* The streamOptimized writer: grains in increasing order, then finish. */
 struct stream_w;
 int stream_open(vdk_store *st, const char *name, const struct new_disk *nd, struct stream_w **out,

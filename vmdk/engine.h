@@ -85,6 +85,8 @@ struct vdk_disk {
     int unclean;
     int writable;              /* opened for writing (top link only) */
     int cid_changed;           /* the CID was renewed since open */
+    int keep_zeros;            /* store zeros written over holes (a rewrite of a
+                                * link whose parent must stay hidden there) */
     pthread_mutex_t meta_lock; /* descriptor changes */
     pthread_mutex_t err_lock;
     vdk_error last;
@@ -133,6 +135,11 @@ void check_say(struct check_ctx *c, int serious, const char *fmt, ...)
 
 /* Give a writable link a new CID now, unless it already has one since open. */
 int link_renew_cid(struct vdk_disk *d);
+
+/* Shrink/defragment: rewrite link 'name''s sparse extents with their grains
+ * in guest order and nothing unused; *saved gets the bytes freed. */
+int link_rewrite(vdk_store *st, const char *name, vdk_progress_cb cb, void *arg, uint64_t *saved,
+                 vdk_error *err);
 
 /* Check (and with repair, fix) the top link of d. */
 int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);

@@ -223,7 +223,7 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
         uint64_t k = min_u64(grain, e->size - gi * grain);
         r = ext_read_below(e, gi * grain, g, (size_t)k);
         memset(g + k, 0, (size_t)(grain - k));
-        below_zero = vdk_all_zero(g, grain);
+        below_zero = vdk_all_zero(g, grain) && !e->disk->keep_zeros;
     } else {
         memset(g, 0, grain); /* unmapped and zero grains read as zeros */
     }

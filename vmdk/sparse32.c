@@ -186,7 +186,7 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
         r = ext_read_below(e, start, g, (size_t)min_u64(s->grain, e->size - start));
         memset(g + min_u64(s->grain, e->size - start), 0,
                (size_t)(s->grain - min_u64(s->grain, e->size - start)));
-        below_zero = r == 0 && vdk_all_zero(g, s->grain);
+        below_zero = r == 0 && vdk_all_zero(g, s->grain) && !e->disk->keep_zeros;
     } else {
         memset(g, 0, s->grain); /* a zeroed grain */
     }

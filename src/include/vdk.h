@@ -252,6 +252,18 @@ VDK_API int vdk_clone(vdk_disk *src, vdk_store *store, const char *name, const v
 VDK_API int vdk_commit(vdk_store *store, const char *name, int all, vdk_progress_cb cb, void *arg,
                        vdk_error *err);
 
+/* Shrink (VixDiskLib_Shrink) and defragment (VixDiskLib_Defragment) link
+ * 'name': its sparse extents are rewritten with grains in guest order,
+ * contiguous, without unused space and (in a base disk) without all-zero
+ * grains; each new file replaces the old by rename, so an interruption leaves
+ * the disk as it was.  Content, capacity and CID are unchanged.  *saved (may
+ * be NULL) gets the bytes freed.  Flat extents are left alone;
+ * streamOptimized is refused.  Nothing else may have the disk open. */
+VDK_API int vdk_shrink(vdk_store *store, const char *name, vdk_progress_cb cb, void *arg,
+                       uint64_t *saved, vdk_error *err);
+VDK_API int vdk_defragment(vdk_store *store, const char *name, vdk_progress_cb cb, void *arg,
+                           vdk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

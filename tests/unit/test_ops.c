@@ -210,3 +210,93 @@ Test(unlink, children_protect_parents)
     free(ma);
     free(mb);
 }
+
+static uint64_t file_size(vdk_store *s, const char *name)
+{
+    struct vdk_stat st;
+    cr_assert_eq(s->ops->stat(s, name, &st), 0, "%s", name);
+    return st.size;
+}
+
+/* Shrink a base (zeros written over data free their grains) and children
+ * of every format (zeros over the parent's data must stay). */
+Test(shrink, base_and_children)
+{
+    vdk_store *s;
+    cr_assert_eq(vdk_store_mem_new(&s), 0);
+    vdk_error err = {0};
+    vdk_create_params p = {.capacity = N};
+    cr_assert_eq(vdk_create(s, "solo.vmdk", &p, &err), 0, "%s", err.message);
+    uint8_t *m0 = calloc(1, N);
+    write_pattern(s, "solo.vmdk", m0, 11);
+    /* zero half of the data: the grains stay allocated until shrink */
+    vdk_disk *d;
+    cr_assert_eq(vdk_open_store(s, "solo.vmdk", 0, &d, &err), 0);
+    uint8_t *z = calloc(1, N / 2);
+    cr_assert_eq(vdk_write(d, z, N / 2, 0), N / 2);
+    memset(m0, 0, N / 2);
+    cr_assert_eq(vdk_close(d), 0);
+    d = open_ok(s, "solo.vmdk", 0);
+    vdk_info before;
+    vdk_get_info(d, &before);
+    vdk_close(d);
+    uint64_t was = file_size(s, "solo.vmdk"), saved = 0;
+    cr_assert_eq(vdk_shrink(s, "solo.vmdk", NULL, NULL, &saved, &err), 0, "%s", err.message);
+    cr_assert_lt(file_size(s, "solo.vmdk"), was);
+    cr_assert_eq(saved, was - file_size(s, "solo.vmdk"));
+    d = open_ok(s, "solo.vmdk", 0);
+    check_reads(d, m0, N, 9);
+    vdk_info after;
+    vdk_get_info(d, &after);
+    cr_assert_eq(after.cid, before.cid, "content unchanged: CID unchanged");
+    vdk_close(d);
+    free(z);
+    free(m0);
+    s->ops->destroy(s);
+    uint8_t *ma, *mb;
+    const char *types[] = {"monolithicSparse", "vmfsSparse", "seSparse"};
+    for (int t = 0; t < 3; t++) {
+        s = chain3(&ma, &mb, types[t]);
+        /* zeros over the parent's data in the top link */
+        cr_assert_eq(vdk_open_store(s, "b.vmdk", 0, &d, &err), 0);
+        uint8_t zz[8192] = {0};
+        cr_assert_eq(vdk_write(d, zz, sizeof(zz), 4096), (int64_t)sizeof(zz));
+        memset(mb + 4096, 0, sizeof(zz));
+        cr_assert_eq(vdk_close(d), 0);
+        cr_assert_eq(vdk_defragment(s, "b.vmdk", NULL, NULL, &err), 0, "%s: %s", types[t],
+                     err.message);
+        d = open_ok(s, "b.vmdk", 0);
+        check_reads(d, mb, N, 10);
+        vdk_close(d);
+        unsigned problems = 1;
+        cr_assert_eq(vdk_open_store(s, "b.vmdk", 0, &d, &err), 0);
+        cr_assert_eq(vdk_check(d, 0, NULL, NULL, &problems, NULL), 0);
+        cr_assert_eq(problems, 0, "%s: check after defragment", types[t]);
+        vdk_close(d);
+        s->ops->destroy(s);
+        free(ma);
+        free(mb);
+    }
+}
+
+/* A shrink that fails at any write leaves the disk as it was. */
+Test(shrink, interrupted_at_every_write)
+{
+    uint8_t *ma, *mb;
+    vdk_store *s = chain3(&ma, &mb, "monolithicSparse");
+    vdk_error err = {0};
+    for (unsigned long n = 1; n < 400; n += 7) {
+        vdk_store *f = faultstore_new(s, n);
+        uint64_t saved;
+        int r = vdk_shrink(f, "a.vmdk", NULL, NULL, &saved, &err);
+        f->ops->destroy(f);
+        vdk_disk *d = open_ok(s, "b.vmdk", 0);
+        check_reads(d, mb, N, n);
+        vdk_close(d);
+        if (r == 0)
+            break;
+    }
+    s->ops->destroy(s);
+    free(ma);
+    free(mb);
+}

@@ -18,6 +18,8 @@ static const struct {
     {"commit", cmd_commit, "merge a redo log into its parent (delete a snapshot)"},
     {"rm", cmd_rm, "remove a disk and all its files"},
     {"changed", cmd_changed, "byte ranges changed since an earlier link of the chain"},
+    {"shrink", cmd_shrink, "rewrite a sparse disk without unused or zero grains"},
+    {"defragment", cmd_defragment, "rewrite a sparse disk with grains in guest order"},
     {"space", cmd_space, "bytes a clone to a given type would take"},
     {"check", cmd_check, "verify a disk's structures; --repair fixes them"},
     {"clone", cmd_clone, "copy a disk (flattening its chain) into a new disk or raw file"},
@@ -31,7 +33,7 @@ static void usage(FILE *f)
                "Work with VMware virtual disks (VMDK): every createType, redo-log chains,\n"
                "COWD (vmfsSparse) and seSparse snapshots.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nExit status is 0 on success; otherwise one line on stderr says why.\n");
 }
 
