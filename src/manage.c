@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../vmdk/create.h"
 #include "../vmdk/engine.h"
 #include "../vmdk/util.h"
 
@@ -291,4 +292,121 @@ int vdk_defragment(vdk_store *st, const char *name, vdk_progress_cb cb, void *ar
 {
     uint64_t saved;
     return link_rewrite(st, name, cb, arg, &saved, err);
+}
+
+/* Grow one extent to hold 'sectors'; returns the sectors it took. */
+static int grow_extent(struct vdk_disk *d, unsigned i, uint64_t sectors, vdk_error *err)
+{
+    struct extent *e = &d->ext[i];
+    if (e->ops == &extent_kdmv_ops) {
+        int r = kdmv_grow(e, sectors, err);
+        if (r == 0)
+            d->desc->ext[i].sectors = sectors;
+        return r;
+    }
+    if (e->ops == &extent_flat_ops) {
+        uint64_t need = (e->d->offset + sectors) * SECTOR;
+        int r = need > e->file_size ? e->file->ops->truncate(e->file, need) : 0;
+        if (r < 0)
+            return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", e->name, strerror(-r));
+        d->desc->ext[i].sectors = sectors;
+        return 0;
+    }
+    return vdk_fail(err, VDK_E_UNSUPPORTED, "%s: %s extents cannot grow", e->name, e->format);
+}
+
+/* More extents for a split disk, named as VMware names them. */
+static int add_extents(struct vdk_disk *d, uint64_t add, int sparse, vdk_error *err)
+{
+    for (unsigned i = d->desc->n_ext + 1; add; i++) {
+        char suffix[16], full[VDK_NAME_MAX], base[VDK_NAME_MAX];
+        snprintf(suffix, sizeof(suffix), "-%c%03u", sparse ? 's' : 'f', i);
+        extent_name(d->name, suffix, full, base);
+        uint64_t n = min_u64(add, SPLIT_SECTORS);
+        int r =
+            create_extent_file(d->store, full, sparse ? FMT_KDMV : FMT_FLAT, n, NULL, NULL, err);
+        struct desc_extent x = {.access = EA_RW,
+                                .type = sparse ? ET_SPARSE : ET_FLAT,
+                                .sectors = n,
+                                .file = base,
+                                .has_offset = !sparse};
+        if (r == 0)
+            r = desc_add_extent(d->desc, &x);
+        if (r < 0)
+            return r;
+        add -= n;
+    }
+    /* the extent table moved: re-point the open extents at their lines */
+    for (unsigned i = 0; i < d->n_ext; i++)
+        d->ext[i].d = &d->desc->ext[i];
+    return 0;
+}
+
+static void set_geometry(struct vdk_disk *d, uint64_t sectors)
+{
+    const char *h = desc_get(d->desc, "ddb.geometry.heads");
+    const char *s = desc_get(d->desc, "ddb.geometry.sectors");
+    unsigned long heads = h ? strtoul(h, NULL, 10) : 0, secs = s ? strtoul(s, NULL, 10) : 0;
+    if (!heads || !secs)
+        return;
+    uint64_t c = sectors / (heads * secs);
+    if (heads == 16 && c > 16383)
+        c = 16383; /* IDE */
+    char v[32];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)c);
+    desc_set(d->desc, "ddb.geometry.cylinders", v, NULL);
+}
+
+int vdk_grow(vdk_store *st, const char *name, uint64_t capacity, vdk_error *err)
+{
+    if (capacity % SECTOR)
+        return vdk_fail(err, VDK_E_INVAL, "capacity %llu is not a multiple of 512",
+                        (unsigned long long)capacity);
+    char(*kids)[VDK_NAME_MAX] = calloc(1, VDK_NAME_MAX);
+    if (!kids)
+        return vdk_fail(err, VDK_E_NOMEM, "out of memory");
+    unsigned n = children_of(st, name, kids, 1);
+    int r = n ? vdk_fail(err, VDK_E_UNSUPPORTED,
+                         "%s has a redo log (%s): grow the disk "
+                         "before taking snapshots, or commit them first",
+                         name, kids[0])
+              : 0;
+    free(kids);
+    struct vdk_disk *d = NULL;
+    if (r == 0)
+        r = vdk_open_store(st, name, VDK_OPEN_SINGLE_LINK, &d, err);
+    if (r == 0 && d->desc->parent_hint)
+        r = vdk_fail(err, VDK_E_UNSUPPORTED, "%s is a redo log: it takes its parent's size", name);
+    if (r == 0 && capacity < d->capacity)
+        r = vdk_fail(err, VDK_E_INVAL, "%s holds %llu bytes: a disk's capacity never shrinks", name,
+                     (unsigned long long)d->capacity);
+    const char *type = r == 0 ? desc_canonical_create_type(d->desc->create_type) : "";
+    int split = !strcmp(type, "twoGbMaxExtentSparse") || !strcmp(type, "twoGbMaxExtentFlat");
+    if (r == 0 && capacity > d->capacity) {
+        struct extent *e = &d->ext[d->n_ext - 1];
+        uint64_t add = (capacity - d->capacity) / SECTOR;
+        uint64_t max = split                        ? SPLIT_SECTORS
+                       : e->ops == &extent_kdmv_ops ? MAX_SPARSE_SECTORS
+                                                    : DESC_MAX_SECTORS / 2;
+        uint64_t take = min_u64(add, max > e->d->sectors ? max - e->d->sectors : 0);
+        if (!split && take < add)
+            r = vdk_fail(err, VDK_E_RANGE, "%s: %s holds at most %llu bytes", name, type,
+                         (unsigned long long)(max * SECTOR));
+        if (r == 0 && take)
+            r = grow_extent(d, d->n_ext - 1, e->d->sectors + take, err);
+        if (r == 0 && add > take)
+            r = add_extents(d, add - take, e->ops == &extent_kdmv_ops, err);
+        if (r == 0) {
+            set_geometry(d, capacity / SECTOR);
+            pthread_mutex_lock(&d->meta_lock);
+            r = link_write_descriptor(d, err);
+            pthread_mutex_unlock(&d->meta_lock);
+        }
+    }
+    if (d) {
+        int cr = vdk_close(d);
+        if (r == 0 && cr < 0)
+            r = vdk_fail(err, cr, "%s: closing failed", name);
+    }
+    return r;
 }

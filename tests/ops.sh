@@ -84,6 +84,27 @@ grep -q "no problems found" repair.txt || fail "repair output"
 "$vdk" check bad.vmdk >/dev/null 2>&1 || fail "check after repair"
 qemu-img check bad.vmdk | grep -q "No errors" || fail "qemu-img check after repair"
 echo "ok: check --repair"
+# grow every growable type; old bytes stay, new ones read as zeros
+for t in monolithicSparse twoGbMaxExtentSparse monolithicFlat twoGbMaxExtentFlat vmfs; do
+    "$vdk" create -t $t "g-$t.vmdk" 10M
+    truncate -s 10M "g-$t.raw"
+    "$vdkwrite" "g-$t.vmdk" "g-$t.raw" 9 50
+    "$vdk" grow "g-$t.vmdk" 5G
+    truncate -s 5G "g-$t.raw"
+    [ "$(qemu-img info --output=json "g-$t.vmdk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((5 << 30)) ] || fail "grow $t: size"
+    "$vdkwrite" "g-$t.vmdk" "g-$t.raw" 10 100 # writes land beyond the old end too
+    qemu-img compare -q "g-$t.vmdk" "g-$t.raw" || fail "grow $t: content"
+    case $t in *Flat | vmfs) ;; *) qemu-img check "g-$t.vmdk" | grep -q "No errors" || fail "grow $t: check" ;; esac
+    "$vdk" check "g-$t.vmdk" >/dev/null || fail "grow $t: vdk check"
+    rm -f "g-$t.raw"
+done
+[ "$(grep -c SPARSE g-twoGbMaxExtentSparse.vmdk)" -eq 3 ] || fail "split sparse grow: extents"
+if "$vdk" grow g-monolithicSparse.vmdk 1G 2>/dev/null; then fail "grow accepted a smaller size"; fi
+"$vdk" child g-monolithicSparse.vmdk >/dev/null
+if "$vdk" grow g-monolithicSparse.vmdk 6G 2>err.txt; then fail "grow of a disk with a redo log"; fi
+grep -q "redo log" err.txt || fail "grow refusal: $(cat err.txt)"
+echo "ok: grow"
+
 # space: an upper bound of what a clone takes
 for t in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
     need=$("$vdk" space -t "$t" base.vmdk)

@@ -292,7 +292,7 @@ static int sesparse_file(struct created *cr, const char *name, uint64_t sectors,
 
 /* "dir/disk.vmdk" -> "dir/disk" + suffix + ".vmdk" (store name) and the
  * bare file name for the extent line. */
-static void extent_name(const char *name, const char *suffix, char *full, char *base)
+void extent_name(const char *name, const char *suffix, char *full, char *base)
 {
     const char *b = vdk_basename(name);
     size_t stem = strlen(name);
@@ -601,6 +601,7 @@ int create_extent_file(vdk_store *st, const char *name, int format, uint64_t sec
     struct created cr = {.st = st};
     int r = format == FMT_COWD       ? cowd_file(&cr, name, sectors, parent, err)
             : format == FMT_SESPARSE ? sesparse_file(&cr, name, sectors, err)
+            : format == FMT_FLAT     ? flat_file(&cr, name, sectors, err)
                                      : kdmv_file(&cr, name, sectors, desc, err);
     if (r < 0)
         undo(&cr);

@@ -46,9 +46,15 @@ char *create_descriptor(const struct new_disk *nd, uint32_t cid, const char *ext
 
 /* One empty sparse extent file: hosted sparse (with desc embedded when
  * not NULL), COWD (parent written into its header) or seSparse. */
-enum { FMT_KDMV, FMT_COWD, FMT_SESPARSE };
+enum { FMT_KDMV, FMT_COWD, FMT_SESPARSE, FMT_FLAT };
 int create_extent_file(vdk_store *st, const char *name, int format, uint64_t sectors,
                        const char *desc, const char *parent, vdk_error *err);
+
+/* "dir/disk.vmdk" + "-s002" -> full "dir/disk-s002.vmdk" and base
+ * "disk-s002.vmdk" (both VDK_NAME_MAX). */
+void extent_name(const char *name, const char *suffix, char *full, char *base);
+#define SPLIT_SECTORS      (2047ull * 2048)
+#define MAX_SPARSE_SECTORS ((1ull << 32) - (1ull << 21)) /* grain sectors are u32 */
 
 /* The streamOptimized writer: grains in increasing order, then finish. */
 struct stream_w;

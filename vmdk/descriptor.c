@@ -473,3 +473,32 @@ int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error
     struct parser p = {.d = d, .fname = "descriptor", .err = err};
     return interpret_header(&p);
 }
+
+int desc_add_extent(struct descriptor *d, const struct desc_extent *x)
+{
+    struct desc_extent e = *x;
+    if (e.file && !(e.file = strdup(e.file)))
+        return -VDK_E_NOMEM;
+    void *ne = realloc(d->ext, (d->n_ext + 1) * sizeof(*d->ext));
+    if (!ne) {
+        free(e.file);
+        return -VDK_E_NOMEM;
+    }
+    d->ext = ne;
+    d->ext[d->n_ext] = e;
+    /* the new line goes after the last extent line */
+    unsigned at = d->n_lines;
+    for (unsigned i = 0; i < d->n_lines; i++)
+        if (d->lines[i].kind == LINE_EXTENT)
+            at = i + 1;
+    struct parser p = {.d = d};
+    if (add_line(&p, (struct desc_line){.kind = LINE_EXTENT, .extent = d->n_ext}) < 0) {
+        free(e.file);
+        return -VDK_E_NOMEM;
+    }
+    d->n_ext++;
+    struct desc_line moved = d->lines[d->n_lines - 1];
+    memmove(&d->lines[at + 1], &d->lines[at], (d->n_lines - 1 - at) * sizeof(*d->lines));
+    d->lines[at] = moved;
+    return 0;
+}

@@ -71,6 +71,9 @@ char *desc_format(const struct descriptor *d);
  * a value can never inject descriptor lines. */
 int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error *err);
 
+/* Append an extent line after the last one (the file name is copied). */
+int desc_add_extent(struct descriptor *d, const struct desc_extent *x);
+
 /* Value of a header or ddb key (full key, e.g. "ddb.adapterType"), or NULL. */
 const char *desc_get(const struct descriptor *d, const char *key);
 

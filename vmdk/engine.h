@@ -141,6 +141,10 @@ int link_renew_cid(struct vdk_disk *d);
 int link_rewrite(vdk_store *st, const char *name, vdk_progress_cb cb, void *arg, uint64_t *saved,
                  vdk_error *err);
 
+/* Let a hosted sparse extent hold 'sectors' (its tables grow; the header
+ * is rewritten last, as the commit point). */
+int kdmv_grow(struct extent *e, uint64_t sectors, vdk_error *err);
+
 /* Check (and with repair, fix) the top link of d. */
 int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 

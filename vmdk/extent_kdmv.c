@@ -288,3 +288,107 @@ const struct extent_ops extent_kdmv_ops = {
     .set_unclean = kdmv_set_unclean,
     .close = kdmv_close,
 };
+
+/* Write len zero bytes at off (through the cache, which may hold them). */
+static int put_zeros(struct extent *e, uint64_t off, uint64_t len)
+{
+    static const unsigned char zeros[4096];
+    for (uint64_t pos = 0; pos < len; pos += sizeof(zeros)) {
+        int r = mcache_write(e->disk->mc, e->fid, e->file, off + pos, zeros,
+                             (size_t)min_u64(sizeof(zeros), len - pos));
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Copy a directory of n_old entries into a new one of n_new at 'to'; new
+ * entries point at fresh zeroed tables from 'tables' on. */
+static int new_directory(struct extent *e, struct s32 *t, uint64_t from, uint64_t n_old,
+                         uint64_t n_new, uint64_t to, uint64_t tables)
+{
+    for (uint64_t i = 0; i < n_new; i++) {
+        uint32_t v;
+        int r = 0;
+        if (i < n_old)
+            r = ext_read_u32(e, from + i * 4, &v);
+        else
+            v = (uint32_t)((tables + (i - n_old) * t->gt_bytes) / SECTOR);
+        unsigned char b[4];
+        put_le32(b, v);
+        if (r == 0 && (from != to || i >= n_old))
+            r = mcache_write(e->disk->mc, e->fid, e->file, to + i * 4, b, 4);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int kdmv_grow(struct extent *e, uint64_t sectors, vdk_error *err)
+{
+    struct kdmv *k = e->priv;
+    struct s32 *t = &k->t;
+    if (t->compressed || k->header_gd == GD_AT_END)
+        return vdk_fail(err, VDK_E_UNSUPPORTED,
+                        "%s: a streamOptimized disk cannot grow; "
+                        "clone it to monolithicSparse first",
+                        e->name);
+    if (sectors <= k->capacity)
+        return 0; /* done by an earlier, interrupted run */
+    uint64_t n_old = t->gd_entries;
+    uint64_t n_new = (sectors * SECTOR + t->gt_cover - 1) / t->gt_cover;
+    uint64_t room = (n_old * 4 + SECTOR - 1) / SECTOR * SECTOR;
+    uint64_t dir_bytes = (n_new * 4 + SECTOR - 1) / SECTOR * SECTOR;
+    pthread_mutex_lock(&t->lock);
+    /* new zeroed tables (and their redundant twins) at the end of the file */
+    uint64_t add = (n_new - n_old) * t->gt_bytes, tables = t->alloc_next, rtables = 0;
+    t->alloc_next += add;
+    if (t->rgd_off) {
+        rtables = t->alloc_next;
+        t->alloc_next += add;
+    }
+    /* directories move to the end when they outgrow their sectors */
+    uint64_t gd = t->gd_off, rgd = t->rgd_off;
+    if (dir_bytes > room) {
+        gd = t->alloc_next;
+        t->alloc_next += dir_bytes;
+        if (t->rgd_off) {
+            rgd = t->alloc_next;
+            t->alloc_next += dir_bytes;
+        }
+    }
+    int r = (t->alloc_next / SECTOR > UINT32_MAX) ? -VDK_E_NOSPC : 0;
+    if (r == 0)
+        r = put_zeros(e, tables, t->alloc_next - tables);
+    if (r == 0)
+        r = new_directory(e, t, t->gd_off, n_old, n_new, gd, tables);
+    if (r == 0 && t->rgd_off)
+        r = new_directory(e, t, t->rgd_off, n_old, n_new, rgd, rtables);
+    if (r == 0)
+        r = vdk_status_from_errno(e->file->ops->flush(e->file));
+    /* the header is the commit point: one sector */
+    unsigned char h[512];
+    if (r == 0 && e->file->ops->pread(e->file, h, sizeof(h), 0) != (int64_t)sizeof(h))
+        r = -VDK_E_IO;
+    if (r == 0) {
+        put_le64(h + 12, sectors);
+        put_le64(h + 56, gd / SECTOR);
+        if (t->rgd_off)
+            put_le64(h + 48, rgd / SECTOR);
+        r = mcache_write(e->disk->mc, e->fid, e->file, 0, h, sizeof(h));
+        if (r == 0)
+            r = vdk_status_from_errno(e->file->ops->flush(e->file));
+    }
+    if (r == 0) {
+        k->capacity = sectors;
+        t->gd_off = gd;
+        t->rgd_off = rgd;
+        t->gd_entries = n_new;
+        ext_grow_size(e, t->alloc_next);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r < 0)
+        return vdk_fail(err, r, "%s: growing the grain directory failed: %s", e->name,
+                        vdk_strerror(r));
+    return 0;
+}

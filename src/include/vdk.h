@@ -264,6 +264,14 @@ VDK_API int vdk_shrink(vdk_store *store, const char *name, vdk_progress_cb cb, v
 VDK_API int vdk_defragment(vdk_store *store, const char *name, vdk_progress_cb cb, void *arg,
                            vdk_error *err);
 
+/* Grow disk 'name' to 'capacity' bytes (VixDiskLib_Grow): flat extents get
+ * longer, sparse ones get more grain tables (their directory moves to the end
+ * of the file when it outgrows its place; the header is rewritten last),
+ * split disks get new extent files named as VMware names them.  The old
+ * content stays, the new range reads as zeros.  Refused for redo logs, for
+ * disks that have redo logs, and for streamOptimized. */
+VDK_API int vdk_grow(vdk_store *store, const char *name, uint64_t capacity, vdk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -300,3 +300,43 @@ Test(shrink, interrupted_at_every_write)
     free(ma);
     free(mb);
 }
+
+/* Grow within the directory's sectors and past them (the directory moves). */
+Test(grow, sparse_in_place_and_relocated)
+{
+    vdk_store *s;
+    cr_assert_eq(vdk_store_mem_new(&s), 0);
+    vdk_error err = {0};
+    vdk_create_params p = {.capacity = N};
+    cr_assert_eq(vdk_create(s, "g.vmdk", &p, &err), 0, "%s", err.message);
+    uint64_t sizes[] = {100ull << 20, 5ull << 30};
+    uint8_t *m = calloc(1, N);
+    write_pattern(s, "g.vmdk", m, 12);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(vdk_grow(s, "g.vmdk", sizes[i], &err), 0, "%s", err.message);
+        vdk_disk *d;
+        cr_assert_eq(vdk_open_store(s, "g.vmdk", 0, &d, &err), 0, "%s", err.message);
+        cr_assert_eq(vdk_capacity(d), sizes[i]);
+        uint8_t buf[65536], tail[65536] = {0};
+        cr_assert_eq(vdk_read(d, buf, sizeof(buf), sizes[i] - sizeof(buf)), (int64_t)sizeof(buf));
+        cr_assert(memcmp(buf, tail, sizeof(buf)) == 0, "the new range reads as zeros");
+        memset(buf, 0x77, sizeof(buf));
+        cr_assert_eq(vdk_write(d, buf, sizeof(buf), sizes[i] - sizeof(buf)), (int64_t)sizeof(buf));
+        uint8_t *cur = malloc(N);
+        cr_assert_eq(vdk_read(d, cur, N, 0), N);
+        cr_assert(memcmp(cur, m, N) == 0, "old content kept after growing to %llu",
+                  (unsigned long long)sizes[i]);
+        free(cur);
+        unsigned problems = 1;
+        cr_assert_eq(vdk_check(d, 0, NULL, NULL, &problems, NULL), 0);
+        cr_assert_eq(problems, 0);
+        cr_assert_eq(vdk_close(d), 0);
+        d = open_ok(s, "g.vmdk", 0);
+        cr_assert_eq(vdk_read(d, buf, sizeof(buf), sizes[i] - sizeof(buf)), (int64_t)sizeof(buf));
+        cr_assert_eq(buf[0], 0x77);
+        vdk_close(d);
+    }
+    cr_assert_eq(vdk_grow(s, "g.vmdk", N, &err), -VDK_E_INVAL);
+    free(m);
+    s->ops->destroy(s);
+}

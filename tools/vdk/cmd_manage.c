@@ -367,3 +367,36 @@ int cmd_defragment(int argc, char **argv)
 {
     return rewrite_cmd(argc, argv, 0);
 }
+
+static const char grow_help[] =
+    "Usage: vdk grow DISK SIZE\n\n"
+    "Make DISK larger (VixDiskLib_Grow); SIZE as for 'vdk create' (10G, 2T...).\n"
+    "The old content stays and the new range reads as zeros.  Flat extents get\n"
+    "longer, sparse ones get more grain tables, split disks get new extent\n"
+    "files; the geometry in the descriptor follows.  The partitions and file\n"
+    "systems inside are not touched: grow them with the guest's tools.\n"
+    "Refused for redo logs, for disks that have redo logs (commit them first)\n"
+    "and for streamOptimized; a capacity never shrinks.\n\n"
+    "Options:\n"
+    "      --root DIR  the folder tree of DISK (default: DISK's folder)\n"
+    "  -h, --help      this text\n";
+
+int cmd_grow(int argc, char **argv)
+{
+    struct open_opts oo = {0};
+    int r = simple_opts(argc, argv, grow_help, &oo, NULL, NULL);
+    if (r >= 0)
+        return r;
+    uint64_t size;
+    if (optind != argc - 2)
+        return cli_error("expects DISK SIZE (see --help)"), 2;
+    if (parse_size(argv[optind + 1], &size) < 0)
+        return cli_error("'%s' is not a size (try 40G)", argv[optind + 1]), 2;
+    struct where w;
+    if (locate(argv[optind], &oo, &w) < 0)
+        return 1;
+    vdk_error err = {0};
+    r = vdk_grow(w.st, w.name, size, &err);
+    w.st->ops->destroy(w.st);
+    return r < 0 ? cli_error("%s", err.message) : 0;
+}

@@ -18,6 +18,7 @@ static const struct {
     {"commit", cmd_commit, "merge a redo log into its parent (delete a snapshot)"},
     {"rm", cmd_rm, "remove a disk and all its files"},
     {"changed", cmd_changed, "byte ranges changed since an earlier link of the chain"},
+    {"grow", cmd_grow, "make a disk larger"},
     {"shrink", cmd_shrink, "rewrite a sparse disk without unused or zero grains"},
     {"defragment", cmd_defragment, "rewrite a sparse disk with grains in guest order"},
     {"space", cmd_space, "bytes a clone to a given type would take"},
