@@ -130,6 +130,7 @@ int vdk_get_info(const vdk_disk *disk, vdk_info *out)
     out->extent_count = disk->n_ext;
     out->chain_depth = disk->depth;
     out->descriptor_version = d->version;
+    out->change_tracking = desc_get(d, "changeTrackPath") != NULL;
     out->unclean = disk->unclean;
     return 0;
 }
@@ -255,4 +256,9 @@ int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg, unsigned 
     if (repaired)
         *repaired = ctx.repaired;
     return r;
+}
+
+void vdk_set_log(void (*hook)(const char *line))
+{
+    vdk_log_hook = hook;
 }

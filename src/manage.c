@@ -115,9 +115,13 @@ static unsigned files_of(vdk_store *st, const char *name, char (*out)[VDK_NAME_M
     unsigned n = 0;
     if (vdk_open_store(st, name, VDK_OPEN_RDONLY | VDK_OPEN_SINGLE_LINK | VDK_OPEN_IGNORE_CID, &d,
                        NULL) == 0) {
-        for (unsigned i = 0; i < d->n_ext && n + 1 < max; i++)
+        for (unsigned i = 0; i < d->n_ext && n + 2 < max; i++)
             if (d->ext[i].name && strcmp(d->ext[i].name, name))
                 snprintf(out[n++], VDK_NAME_MAX, "%s", d->ext[i].name);
+        /* the change tracking file belongs to the disk too */
+        const char *ctk = desc_get(d->desc, "changeTrackPath");
+        if (ctk && vdk_name_join(name, ctk, out[n], VDK_NAME_MAX) == 0)
+            n++;
         vdk_close(d);
     }
     snprintf(out[n++], VDK_NAME_MAX, "%s", name);
@@ -408,5 +412,133 @@ int vdk_grow(vdk_store *st, const char *name, uint64_t capacity, vdk_error *err)
         if (r == 0 && cr < 0)
             r = vdk_fail(err, cr, "%s: closing failed", name);
     }
+    return r;
+}
+
+/* "vm/old.vmdk" renamed to "vm/new.vmdk": a file "old-s001.vmdk" named in
+ * its descriptor becomes "new-s001.vmdk"; other names stay. */
+static void renamed(const char *file, const char *from_stem, const char *to_stem, char *out)
+{
+    const char *b = vdk_basename(file);
+    size_t l = strlen(from_stem);
+    if (!strncmp(b, from_stem, l) && b[l] != '\0')
+        snprintf(out, VDK_NAME_MAX, "%.*s%s%s", (int)(b - file), file, to_stem, b + l);
+    else
+        snprintf(out, VDK_NAME_MAX, "%s", file);
+}
+
+static void stem_of(const char *name, char *out)
+{
+    const char *b = vdk_basename(name);
+    size_t l = strlen(b);
+    if (l > 5 && !strcasecmp(b + l - 5, ".vmdk"))
+        l -= 5;
+    snprintf(out, VDK_NAME_MAX, "%.*s", (int)l, b);
+}
+
+int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
+{
+    struct vdk_stat sb;
+    if (st->ops->stat(st, dst, &sb) == 0)
+        return vdk_fail(err, VDK_E_EXISTS, "%s already exists", dst);
+    char from[VDK_NAME_MAX], to[VDK_NAME_MAX];
+    stem_of(src, from);
+    stem_of(dst, to);
+    const char *sd = strrchr(src, '/'), *dd = strrchr(dst, '/');
+    if ((sd ? sd - src : 0) != (dd ? dd - dst : 0) || (sd && strncmp(src, dst, (size_t)(sd - src))))
+        return vdk_fail(err, VDK_E_INVAL, "%s and %s must be in the same folder", src, dst);
+    struct vdk_disk *d;
+    int r = vdk_open_store(st, src, VDK_OPEN_SINGLE_LINK | VDK_OPEN_IGNORE_CID, &d, err);
+    if (r < 0)
+        return r;
+    char(*done)[VDK_NAME_MAX] = calloc(d->n_ext + 2, VDK_NAME_MAX);
+    unsigned n_done = 0;
+    char nn[VDK_NAME_MAX];
+    /* the new names first: nothing may be overwritten */
+    for (unsigned i = 0; r == 0 && i < d->n_ext; i++) {
+        struct extent *e = &d->ext[i];
+        if (!e->name || e->file == d->desc_file)
+            continue;
+        renamed(e->name, from, to, nn);
+        if (strcmp(nn, e->name) && st->ops->stat(st, nn, &sb) == 0)
+            r = vdk_fail(err, VDK_E_EXISTS, "%s already exists", nn);
+    }
+    /* the descriptor names its extents by the new names */
+    for (unsigned i = 0; r == 0 && i < d->desc->n_ext; i++) {
+        struct desc_extent *x = &d->desc->ext[i];
+        struct extent *e = &d->ext[i];
+        if (!x->file)
+            continue;
+        char rel[VDK_NAME_MAX];
+        renamed(x->file, from, to, rel);
+        if (e->file == d->desc_file)
+            snprintf(rel, sizeof(rel), "%s", vdk_basename(dst));
+        free(x->file);
+        x->file = strdup(rel);
+    }
+    const char *ctk = r == 0 ? desc_get(d->desc, "changeTrackPath") : NULL;
+    char ctk_old[VDK_NAME_MAX] = "", ctk_rel[VDK_NAME_MAX];
+    if (ctk && vdk_name_join(src, ctk, ctk_old, sizeof(ctk_old)) == 0) {
+        renamed(ctk, from, to, ctk_rel);
+        desc_set(d->desc, "changeTrackPath", ctk_rel, NULL);
+    }
+    /* move the extents, then the descriptor (for a monolithic file, both) */
+    for (unsigned i = 0; r == 0 && i < d->n_ext; i++) {
+        struct extent *e = &d->ext[i];
+        if (!e->name || e->file == d->desc_file)
+            continue;
+        renamed(e->name, from, to, nn);
+        if (!strcmp(nn, e->name))
+            continue;
+        int e2 = st->ops->rename(st, e->name, nn);
+        if (e2 < 0)
+            r = vdk_fail(err, vdk_status_from_errno(e2), "%s: %s", e->name, strerror(-e2));
+        else
+            snprintf(done[n_done++], VDK_NAME_MAX, "%s", e->name);
+    }
+    if (r == 0 && ctk_old[0]) {
+        renamed(ctk_old, from, to, nn);
+        st->ops->rename(st, ctk_old, nn);
+    }
+    if (r == 0) {
+        int e2 = st->ops->rename(st, src, dst);
+        if (e2 < 0)
+            r = vdk_fail(err, vdk_status_from_errno(e2), "%s: %s", src, strerror(-e2));
+    }
+    if (r == 0) {
+        free(d->name);
+        d->name = strdup(dst);
+        pthread_mutex_lock(&d->meta_lock);
+        r = link_write_descriptor(d, err);
+        pthread_mutex_unlock(&d->meta_lock);
+    } else {
+        /* put back what moved */
+        for (unsigned i = 0; i < n_done; i++) {
+            renamed(done[i], from, to, nn);
+            st->ops->rename(st, nn, done[i]);
+        }
+    }
+    vdk_close(d);
+    free(done);
+    if (r < 0)
+        return r;
+    /* children beside it follow */
+    char(*kids)[VDK_NAME_MAX] = calloc(256, VDK_NAME_MAX);
+    unsigned k = kids ? children_of(st, src, kids, 256) : 0;
+    for (unsigned i = 0; i < k && r == 0; i++) {
+        struct vdk_disk *c;
+        r = open_link_rw(st, kids[i], &c, err);
+        if (r == 0) {
+            char hint[VDK_NAME_MAX];
+            vdk_name_relative(c->name, dst, hint, sizeof(hint));
+            pthread_mutex_lock(&c->meta_lock);
+            r = desc_set(c->desc, "parentFileNameHint", hint, err);
+            if (r == 0)
+                r = link_write_descriptor(c, err);
+            pthread_mutex_unlock(&c->meta_lock);
+            vdk_close(c);
+        }
+    }
+    free(kids);
     return r;
 }

@@ -105,6 +105,34 @@ if "$vdk" grow g-monolithicSparse.vmdk 6G 2>err.txt; then fail "grow of a disk w
 grep -q "redo log" err.txt || fail "grow refusal: $(cat err.txt)"
 echo "ok: grow"
 
+# rename: every file follows, children too; change tracking kept
+"$vdk" create -t twoGbMaxExtentSparse r1.vmdk 5G
+truncate -s 5G r1.raw
+"$vdkwrite" r1.vmdk r1.raw 12 50
+"$vdk" child r1.vmdk r1-kid.vmdk >/dev/null
+printf 'ctk' >r1-ctk.vmdk
+sed -i 's/^version=1$/version=3/; s/^createType=.*/&\nchangeTrackPath="r1-ctk.vmdk"/' r1.vmdk
+"$vdk" info r1.vmdk | grep -q "change tracking: on" || fail "ctk not seen"
+"$vdk" rename r1.vmdk r2.vmdk
+[ -z "$(ls r1.vmdk r1-s00* r1-ctk.vmdk 2>/dev/null)" ] || fail "old files left: $(ls r1*)"
+[ "$(ls r2-s00*.vmdk | wc -l)" -eq 3 ] && [ -e r2-ctk.vmdk ] || fail "new files: $(ls r2*)"
+qemu-img compare -q r2.vmdk r1.raw || fail "renamed content"
+qemu-img compare -q r1-kid.vmdk r1.raw || fail "child after rename"
+grep -q 'parentFileNameHint="r2.vmdk"' r1-kid.vmdk || fail "child hint"
+if "$vdk" rename r2.vmdk r1-kid.vmdk 2>/dev/null; then fail "rename overwrote"; fi
+# metadata keeps tracking; a write switches it off, cleanly and loudly
+"$vdk" meta r2.vmdk toolsVersion 1
+"$vdk" info r2.vmdk | grep -q "change tracking: on" || fail "meta dropped tracking"
+"$vdk" rm r1-kid.vmdk
+"$vdkwrite" r2.vmdk r1.raw 13 5 2>ctk.txt
+grep -q "change tracking switched off" ctk.txt || fail "no notice: $(cat ctk.txt)"
+"$vdk" info r2.vmdk | grep -q "change tracking: off" || fail "tracking still on"
+grep -q '^version=1$' r2.vmdk && ! grep -q changeTrackPath r2.vmdk || fail "descriptor after ctk off"
+[ -e r2-ctk.vmdk.vdk-disabled ] || fail "ctk file not set aside"
+qemu-img compare -q r2.vmdk r1.raw || fail "content after ctk off"
+rm -f r1.raw
+echo "ok: rename, change tracking"
+
 # space: an upper bound of what a clone takes
 for t in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
     need=$("$vdk" space -t "$t" base.vmdk)

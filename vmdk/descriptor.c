@@ -502,3 +502,19 @@ int desc_add_extent(struct descriptor *d, const struct desc_extent *x)
     d->lines[at] = moved;
     return 0;
 }
+
+int desc_remove(struct descriptor *d, const char *key)
+{
+    for (unsigned i = 0; i < d->n_lines; i++) {
+        struct desc_line *l = &d->lines[i];
+        if ((l->kind == LINE_HEADER || l->kind == LINE_DDB) && !strcasecmp(l->key, key)) {
+            free(l->key);
+            free(l->value);
+            memmove(l, l + 1, (d->n_lines - i - 1) * sizeof(*l));
+            d->n_lines--;
+            i--;
+        }
+    }
+    struct parser p = {.d = d, .fname = "descriptor"};
+    return interpret_header(&p);
+}

@@ -71,6 +71,10 @@ char *desc_format(const struct descriptor *d);
  * a value can never inject descriptor lines. */
 int desc_set(struct descriptor *d, const char *key, const char *value, vdk_error *err);
 
+/* Drop every line setting 'key' (internal use: VixDiskLib never removes
+ * ddb keys). */
+int desc_remove(struct descriptor *d, const char *key);
+
 /* Append an extent line after the last one (the file name is copied). */
 int desc_add_extent(struct descriptor *d, const struct desc_extent *x);
 

@@ -133,6 +133,10 @@ struct check_ctx {
 void check_say(struct check_ctx *c, int serious, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* One line for the user (the vdk_set_log hook, else stderr). */
+void vdk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern void (*vdk_log_hook)(const char *line);
+
 /* Give a writable link a new CID now, unless it already has one since open. */
 int link_renew_cid(struct vdk_disk *d);
 

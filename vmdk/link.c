@@ -540,6 +540,48 @@ int link_write_descriptor(struct vdk_disk *d, vdk_error *err)
 
 /* VMware gives a disk a new CID on its first change after each open, so
  * children made before can tell their parent moved on. */
+void (*vdk_log_hook)(const char *line);
+
+void vdk_log(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (vdk_log_hook)
+        vdk_log_hook(line);
+    else
+        fprintf(stderr, "libvdk: %s\n", line);
+}
+
+/* Change tracking (descriptor version 3, changeTrackPath, a -ctk.vmdk file)
+ * records which blocks VMware wrote.  Its layout is not public, so vdk
+ * cannot update it: before the first change, tracking is switched off
+ * cleanly (version 1, key removed, ctk file set aside) rather than left to
+ * lie to a backup. */
+static int disable_change_tracking(struct vdk_disk *d, vdk_error *err)
+{
+    const char *ctk = desc_get(d->desc, "changeTrackPath");
+    if (!ctk && d->desc->version != 3)
+        return 0;
+    char name[VDK_NAME_MAX], aside[VDK_NAME_MAX + 16];
+    if (ctk && vdk_name_join(d->name, ctk, name, sizeof(name)) == 0) {
+        snprintf(aside, sizeof(aside), "%s.vdk-disabled", name);
+        int r = d->store->ops->rename(d->store, name, aside);
+        if (r < 0 && r != -ENOENT)
+            return vdk_fail(err, vdk_status_from_errno(r),
+                            "%s: cannot set the change "
+                            "tracking file %s aside: %s",
+                            d->name, name, strerror(-r));
+        vdk_log("%s: change tracking switched off before modifying the disk (its file is "
+                "now %s); enable it again from vSphere",
+                d->name, aside);
+    }
+    int r = desc_remove(d->desc, "changeTrackPath");
+    return r < 0 ? r : desc_set(d->desc, "version", "1", err);
+}
+
 int link_renew_cid(struct vdk_disk *d)
 {
     if (__atomic_load_n(&d->cid_changed, __ATOMIC_ACQUIRE))
@@ -555,7 +597,9 @@ int link_renew_cid(struct vdk_disk *d)
         char v[16];
         snprintf(v, sizeof(v), "%08x", cid);
         vdk_error err = {0};
-        r = desc_set(d->desc, "CID", v, &err);
+        r = disable_change_tracking(d, &err);
+        if (r == 0)
+            r = desc_set(d->desc, "CID", v, &err);
         if (r == 0)
             r = link_write_descriptor(d, &err);
         if (r < 0)

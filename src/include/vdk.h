@@ -103,6 +103,10 @@ VDK_API int64_t vdk_write(vdk_disk *disk, const void *buf, size_t len, uint64_t 
 /* Make everything written before the call durable. */
 VDK_API int vdk_flush(vdk_disk *disk);
 
+/* Where libvdk's notices go (one line each, e.g. "change tracking switched
+ * off"); NULL restores the default, stderr. */
+VDK_API void vdk_set_log(void (*hook)(const char *line));
+
 /* The message of the most recent failure on this disk's data path. */
 VDK_API void vdk_last_error(vdk_disk *disk, vdk_error *err);
 
@@ -124,6 +128,7 @@ typedef struct vdk_info {
     unsigned extent_count;
     unsigned chain_depth;   /* links from this one down to the base */
     int descriptor_version; /* "version=" of the descriptor */
+    int change_tracking;    /* changeTrackPath is set (version 3) */
     int unclean;            /* an extent header says uncleanShutdown */
 } vdk_info;
 
@@ -271,6 +276,12 @@ VDK_API int vdk_defragment(vdk_store *store, const char *name, vdk_progress_cb c
  * content stays, the new range reads as zeros.  Refused for redo logs, for
  * disks that have redo logs, and for streamOptimized. */
 VDK_API int vdk_grow(vdk_store *store, const char *name, uint64_t capacity, vdk_error *err);
+
+/* Rename disk 'src' to 'dst' in the same folder (VixDiskLib_Rename): its
+ * extent files follow ("old-s001.vmdk" becomes "new-s001.vmdk"), the
+ * descriptor names them anew, and children beside it get the new parent
+ * name.  Nothing is overwritten; a failure puts back what had moved. */
+VDK_API int vdk_rename(vdk_store *store, const char *src, const char *dst, vdk_error *err);
 
 #ifdef __cplusplus
 }

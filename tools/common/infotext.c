@@ -57,6 +57,7 @@ char *info_text(vdk_disk *d, int *status)
         fprintf(f, "parent CID:     %08x\n", in.parent_cid);
         fprintf(f, "parent:         %s\n", in.parent_hint);
     }
+    fprintf(f, "change tracking: %s\n", in.change_tracking ? "on" : "off");
     if (in.unclean)
         fprintf(f, "state:          unclean (not closed cleanly)\n");
     fprintf(f, "extents:\n");

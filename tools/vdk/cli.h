@@ -76,6 +76,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_changed(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_grow(int argc, char **argv);
+int cmd_rename(int argc, char **argv);
 int cmd_shrink(int argc, char **argv);
 int cmd_defragment(int argc, char **argv);
 int parse_size(const char *s, uint64_t *out);

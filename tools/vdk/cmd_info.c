@@ -54,7 +54,8 @@ static void print_json(vdk_disk *d, uint64_t allocated)
         printf("null");
     printf(",\n  \"uuid\": ");
     json_str(stdout, in.uuid);
-    printf(",\n  \"descriptorVersion\": %d,\n  \"unclean\": %s,\n", in.descriptor_version,
+    printf(",\n  \"descriptorVersion\": %d,\n  \"changeTracking\": %s,\n  \"unclean\": %s,\n",
+           in.descriptor_version, in.change_tracking ? "true" : "false",
            in.unclean ? "true" : "false");
     printf("  \"allocated\": %llu,\n  \"chainDepth\": %u,\n  \"extents\": ",
            (unsigned long long)allocated, in.chain_depth);

@@ -400,3 +400,34 @@ int cmd_grow(int argc, char **argv)
     w.st->ops->destroy(w.st);
     return r < 0 ? cli_error("%s", err.message) : 0;
 }
+
+static const char rename_help[] =
+    "Usage: vdk rename SRC DST\n\n"
+    "Rename a disk (VixDiskLib_Rename) within its folder: every file follows\n"
+    "(SRC-s001.vmdk becomes DST-s001.vmdk, SRC-flat.vmdk DST-flat.vmdk), the\n"
+    "descriptor names them anew, and redo logs beside it get the new parent name.\n"
+    "Nothing is overwritten; a failure puts back what had moved.\n\n"
+    "Options:\n"
+    "  -h, --help      this text\n";
+
+int cmd_rename(int argc, char **argv)
+{
+    struct open_opts oo = {0};
+    int r = simple_opts(argc, argv, rename_help, &oo, NULL, NULL);
+    if (r >= 0)
+        return r;
+    if (optind != argc - 2)
+        return cli_error("expects SRC DST (see --help)"), 2;
+    struct where w;
+    char dst[VDK_NAME_MAX];
+    if (locate(argv[optind], &oo, &w) < 0)
+        return 1;
+    if (cli_store_name(argv[optind + 1], &oo, argv[optind], dst, sizeof(dst)) < 0) {
+        w.st->ops->destroy(w.st);
+        return 1;
+    }
+    vdk_error err = {0};
+    r = vdk_rename(w.st, w.name, dst, &err);
+    w.st->ops->destroy(w.st);
+    return r < 0 ? cli_error("%s", err.message) : 0;
+}

@@ -16,6 +16,7 @@ static const struct {
     {"child", cmd_child, "create a redo log (snapshot link) of a disk"},
     {"attach", cmd_attach, "make a disk the parent of a redo log (branch a chain)"},
     {"commit", cmd_commit, "merge a redo log into its parent (delete a snapshot)"},
+    {"rename", cmd_rename, "rename a disk and all its files"},
     {"rm", cmd_rm, "remove a disk and all its files"},
     {"changed", cmd_changed, "byte ranges changed since an earlier link of the chain"},
     {"grow", cmd_grow, "make a disk larger"},
