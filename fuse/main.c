@@ -152,6 +152,7 @@ int main(int argc, char **argv)
     }
     static struct fs fs;
     pthread_mutex_init(&fs.lock, NULL);
+    pthread_rwlock_init(&fs.ops_lock, NULL);
     fs.ro = o.ro;
     fs.debug = cl.debug;
     if (open_source(&fs, o.source) < 0)
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
     struct fuse_session *se = fuse_session_new(&args, &vdkfs_ops, sizeof(vdkfs_ops), &fs);
     if (!se)
         return 1;
+    fs.se = se;
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
         if (fuse_session_mount(se, cl.mountpoint) == 0) {

@@ -155,6 +155,14 @@ static struct node *open_node(struct fs *fs, unsigned idx, int *err)
     return n;
 }
 
+/* The node of ino with its disk open, or NULL (a control operation may have
+ * closed the handle: it is opened again here). */
+static struct node *disk_node(struct fs *fs, fuse_ino_t ino)
+{
+    int err;
+    return open_node(fs, node_of(ino), &err);
+}
+
 static unsigned find_kid(struct fs *fs, unsigned *ids, unsigned k, const char *name)
 {
     for (unsigned i = 0; i < k; i++) {
@@ -186,7 +194,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (slot == S_DIR) {
         for (uint32_t s = S_FLAT; s <= S_CTL; s++)
             if (!strcmp(name, fixed[s]))
-                return reply_entry(req, ino_of(idx, s), 1.0);
+                return reply_entry(req, ino_of(idx, s), s == S_FLAT ? 0.0 : 1.0);
         return (void)fuse_reply_err(req, ENOENT);
     }
     if (slot == S_CHILDREN) {
@@ -227,7 +235,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (r < 0)
         fuse_reply_err(req, -r);
     else
-        fuse_reply_attr(req, &st, slot_of(ino) == S_FLAT ? 1.0 : 0.0);
+        fuse_reply_attr(req, &st, 0.0);
 }
 
 /* ---- directories ---- */
@@ -412,9 +420,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fs *fs = FS(req);
     uint32_t slot = slot_of(ino);
     if (slot == S_FLAT || slot >= S_PART) {
-        struct node *n = tree_node(fs, node_of(ino));
+        struct node *n = disk_node(fs, ino);
         uint64_t start, len;
-        if (!n || !n->disk || window(n, slot, &start, &len) < 0)
+        if (!n || window(n, slot, &start, &len) < 0)
             return (void)fuse_reply_err(req, ENOENT);
         if ((uint64_t)off >= len)
             return (void)fuse_reply_buf(req, NULL, 0);
@@ -464,6 +472,7 @@ static int text_put(struct text *t, const char *buf, size_t size, off_t off)
 }
 
 static int ctl_command(struct fs *fs, struct node *n, const char *cmd);
+static int heavy(struct fs *fs, struct node *n, const char *verb, const char *arg);
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
@@ -477,7 +486,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         uint64_t start, len;
         if (!n->writable)
             return (void)fuse_reply_err(req, EROFS);
-        if (!n->disk || window(n, slot, &start, &len) < 0)
+        if (!disk_node(fs, ino) || window(n, slot, &start, &len) < 0)
             return (void)fuse_reply_err(req, ENOENT);
         if ((uint64_t)off >= len || size > len - (uint64_t)off)
             return (void)fuse_reply_err(req, (uint64_t)off >= len ? ENOSPC : EFBIG);
@@ -506,8 +515,8 @@ static int commit_key(struct fs *fs, fuse_ino_t ino, struct text *t)
 {
     if (!t || !t->dirty)
         return 0;
-    struct node *n = tree_node(fs, node_of(ino));
-    if (!n || !n->disk)
+    struct node *n = disk_node(fs, ino);
+    if (!n)
         return -ENOENT;
     char *v = strndup(t->data ? t->data : "", t->len);
     if (!v)
@@ -540,10 +549,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    struct node *n = tree_node(FS(req), node_of(ino));
+    struct node *n = disk_node(FS(req), ino);
     uint32_t slot = slot_of(ino);
     int r = 0;
-    if (n && n->disk && (slot == S_FLAT || slot >= S_PART)) {
+    if (n && (slot == S_FLAT || slot >= S_PART)) {
         int64_t f = vdk_flush(n->disk);
         r = f < 0 ? -io_errno(n->disk, f) : 0;
     } else if (slot >= S_KEY && slot < S_PART) {
@@ -581,8 +590,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
         if (slot == S_FLAT) {
             if ((uint64_t)st->st_size < n->capacity)
                 return (void)fuse_reply_err(req, EINVAL); /* capacity never shrinks */
-            if ((uint64_t)st->st_size > n->capacity)
-                return (void)fuse_reply_err(req, EOPNOTSUPP); /* grow: not yet */
+            if ((uint64_t)st->st_size > n->capacity) {
+                char size[32];
+                snprintf(size, sizeof(size), "%llu", (unsigned long long)st->st_size);
+                int r = heavy(fs, n, "grow", size);
+                if (r < 0)
+                    return (void)fuse_reply_err(req, -r);
+            }
         } else if (slot >= S_KEY && slot < S_PART) {
             struct text *t = fi ? (struct text *)(uintptr_t)fi->fh : NULL;
             if (t) {
@@ -765,10 +779,10 @@ static int on_seek(void *arg, const vdk_range *r)
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
                      struct fuse_file_info *fi)
 {
-    struct node *n = tree_node(FS(req), node_of(ino));
+    struct node *n = disk_node(FS(req), ino);
     uint32_t slot = slot_of(ino);
     uint64_t start, len;
-    if (!n || !n->disk || (slot != S_FLAT && slot < S_PART) || window(n, slot, &start, &len) < 0)
+    if (!n || (slot != S_FLAT && slot < S_PART) || window(n, slot, &start, &len) < 0)
         return (void)fuse_reply_err(req, EINVAL);
     if (whence != SEEK_DATA && whence != SEEK_HOLE)
         return (void)fuse_reply_err(req, EINVAL);
@@ -790,10 +804,10 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
                          struct fuse_file_info *fi)
 {
-    struct node *n = tree_node(FS(req), node_of(ino));
+    struct node *n = disk_node(FS(req), ino);
     uint32_t slot = slot_of(ino);
     uint64_t start, len;
-    if (!n || !n->disk || (slot != S_FLAT && slot < S_PART) || window(n, slot, &start, &len) < 0)
+    if (!n || (slot != S_FLAT && slot < S_PART) || window(n, slot, &start, &len) < 0)
         return (void)fuse_reply_err(req, EOPNOTSUPP);
     if (!n->writable)
         return (void)fuse_reply_err(req, EROFS);
@@ -855,6 +869,99 @@ static int ctl_child(struct fs *fs, struct node *n, char *args)
     return 0;
 }
 
+/* "40G" -> bytes (powers of 1024); -1 when not a size. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    uint64_t mul = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        mul = 1ull << 40;
+        end++;
+        break;
+    }
+    if (end == s || v <= 0 || v * (double)mul > 9.0e18 ||
+        (*end && strcmp(end, "B") && strcmp(end, "iB")))
+        return -1;
+    *out = ((uint64_t)(v * (double)mul + 0.5) + 511) / 512 * 512;
+    return 0;
+}
+
+/* Close a node's disk so an operation can replace its files; the next
+ * request opens it again. */
+static void release_disk(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    if (n->disk && vdk_close(n->disk) < 0)
+        fprintf(stderr, "vdkfs: %s: closing failed\n", n->name);
+    n->disk = NULL;
+    free(n->parts);
+    n->parts = NULL;
+    n->n_parts = 0;
+    n->parts_loaded = 0;
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* grow, shrink, defragment, attach and commit: the same as vdk's commands,
+ * with every request to the mount held back meanwhile. */
+static int heavy(struct fs *fs, struct node *n, const char *verb, const char *arg)
+{
+    vdk_error err = {0};
+    uint64_t size = 0, saved = 0;
+    char target[VDK_NAME_MAX];
+    int r = 0;
+    if (!strcmp(verb, "grow") && (!arg || parse_size(arg, &size) < 0)) {
+        set_status(n, "grow: '%s' is not a size (try 40G)\n", arg ? arg : "");
+        return -EINVAL;
+    }
+    if (!strcmp(verb, "attach")) {
+        const char *slash = strrchr(n->name, '/');
+        if (!arg || arg[0] == '/' || strstr(arg, ".."))
+            return set_status(n, "attach: give a disk in this folder\n"), -EINVAL;
+        snprintf(target, sizeof(target), "%.*s%s", slash ? (int)(slash - n->name + 1) : 0, n->name,
+                 arg);
+    }
+    pthread_rwlock_wrlock(&fs->ops_lock);
+    struct node *p = n->parent >= 0 ? tree_node(fs, (unsigned)n->parent) : NULL;
+    release_disk(n);
+    if (p && !strcmp(verb, "commit"))
+        release_disk(p);
+    if (!strcmp(verb, "grow"))
+        r = vdk_grow(fs->store, n->name, size, &err);
+    else if (!strcmp(verb, "shrink"))
+        r = vdk_shrink(fs->store, n->name, NULL, NULL, &saved, &err);
+    else if (!strcmp(verb, "defragment"))
+        r = vdk_defragment(fs->store, n->name, NULL, NULL, &err);
+    else if (!strcmp(verb, "attach"))
+        r = vdk_attach(fs->store, n->name, target, 0, &err);
+    else
+        r = vdk_commit(fs->store, n->name, 0, NULL, NULL, &err);
+    pthread_rwlock_unlock(&fs->ops_lock);
+    if (r < 0)
+        set_status(n, "%s: %s\n", verb, err.message);
+    else
+        set_status(n, "%s: done\n", verb);
+    tree_scan(fs); /* sizes, parents and children may have changed */
+    return r < 0 ? -vdk_errno(r) : 0;
+}
+
 static int ctl_command(struct fs *fs, struct node *n, const char *cmd)
 {
     char line[1100];
@@ -863,14 +970,18 @@ static int ctl_command(struct fs *fs, struct node *n, const char *cmd)
     char *verb = strtok(line, " \t"), *rest = strtok(NULL, "");
     if (!verb)
         return -EINVAL;
-    if (fs->ro)
+    if (fs->ro || fs->snapshot)
         return -EROFS;
+    if (rest)
+        rest += strspn(rest, " \t");
     if (!strcmp(verb, "child"))
         return ctl_child(fs, n, rest ? rest : (char[]){""});
     if (!strcmp(verb, "grow") || !strcmp(verb, "shrink") || !strcmp(verb, "defragment") ||
         !strcmp(verb, "attach") || !strcmp(verb, "commit")) {
-        set_status(n, "%s: not supported yet\n", verb);
-        return -ENOTSUP;
+        /* flat's size may change: its attributes are never cached (an
+         * inode notification from here can deadlock with the kernel) */
+        int r = heavy(fs, n, verb, rest);
+        return r;
     }
     set_status(n, "%s: unknown command (child, grow, shrink, defragment, attach, commit)\n", verb);
     return -EINVAL;
@@ -880,16 +991,42 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                      size_t out_bufsz)
 {
-    if (slot_of(ino) != S_FLAT)
+    struct fs *fs = FS(req);
+    struct node *n = tree_node(fs, node_of(ino));
+    if (slot_of(ino) != S_FLAT || !n)
         return (void)fuse_reply_err(req, ENOTTY);
+    if (fs->ro || fs->snapshot)
+        return (void)fuse_reply_err(req, EROFS);
+    char buf[64];
+    int r;
     switch (cmd) {
     case VDK_IOC_GROW:
+        if (in_bufsz < sizeof(uint64_t))
+            return (void)fuse_reply_err(req, EINVAL);
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)*(const uint64_t *)in_buf);
+        r = heavy(fs, n, "grow", buf);
+        break;
     case VDK_IOC_SHRINK:
+        r = heavy(fs, n, "shrink", NULL);
+        break;
     case VDK_IOC_DEFRAGMENT:
-    case VDK_IOC_ATTACH:
-        return (void)fuse_reply_err(req, ENOTSUP);
+        r = heavy(fs, n, "defragment", NULL);
+        break;
+    case VDK_IOC_ATTACH: {
+        if (in_bufsz < sizeof(struct vdk_ioc_path))
+            return (void)fuse_reply_err(req, EINVAL);
+        char path[sizeof(((struct vdk_ioc_path *)0)->path) + 1];
+        snprintf(path, sizeof(path), "%s", ((const struct vdk_ioc_path *)in_buf)->path);
+        r = heavy(fs, n, "attach", path);
+        break;
     }
-    fuse_reply_err(req, ENOTTY);
+    default:
+        return (void)fuse_reply_err(req, ENOTTY);
+    }
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -901,26 +1038,81 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
+/* Every request that may touch a disk holds ops_lock shared; ctl writes,
+ * ioctls and size changes take it exclusively inside heavy(). */
+#define SHARED(name, params, args)                                                                 \
+    static void locked_##name params                                                               \
+    {                                                                                              \
+        struct fs *fs_ = FS(req); /* req is gone once answered */                                  \
+        pthread_rwlock_rdlock(&fs_->ops_lock);                                                     \
+        op_##name args;                                                                            \
+        pthread_rwlock_unlock(&fs_->ops_lock);                                                     \
+    }
+
+SHARED(lookup, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+SHARED(getattr, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *f), (req, i, f))
+SHARED(readdir, (fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info *f),
+       (req, i, s, o, f))
+SHARED(open, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *f), (req, i, f))
+SHARED(read, (fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info *f),
+       (req, i, s, o, f))
+SHARED(flush, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *f), (req, i, f))
+SHARED(fsync, (fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info *f), (req, i, d, f))
+SHARED(release, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *f), (req, i, f))
+SHARED(create, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *f),
+       (req, p, n, m, f))
+SHARED(getxattr, (fuse_req_t req, fuse_ino_t i, const char *n, size_t s), (req, i, n, s))
+SHARED(listxattr, (fuse_req_t req, fuse_ino_t i, size_t s), (req, i, s))
+SHARED(setxattr, (fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f),
+       (req, i, n, v, s, f))
+SHARED(lseek, (fuse_req_t req, fuse_ino_t i, off_t o, int w, struct fuse_file_info *f),
+       (req, i, o, w, f))
+SHARED(fallocate, (fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info *f),
+       (req, i, m, o, l, f))
+
+/* ctl writes and size changes run their operation without the shared lock */
+static void locked_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                         struct fuse_file_info *fi)
+{
+    if (slot_of(ino) == S_CTL)
+        return op_write(req, ino, buf, size, off, fi);
+    struct fs *fs = FS(req);
+    pthread_rwlock_rdlock(&fs->ops_lock);
+    op_write(req, ino, buf, size, off, fi);
+    pthread_rwlock_unlock(&fs->ops_lock);
+}
+
+static void locked_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set,
+                           struct fuse_file_info *fi)
+{
+    if (slot_of(ino) == S_FLAT && (to_set & FUSE_SET_ATTR_SIZE))
+        return op_setattr(req, ino, st, to_set, fi);
+    struct fs *fs = FS(req);
+    pthread_rwlock_rdlock(&fs->ops_lock);
+    op_setattr(req, ino, st, to_set, fi);
+    pthread_rwlock_unlock(&fs->ops_lock);
+}
+
 const struct fuse_lowlevel_ops vdkfs_ops = {
     .init = op_init,
-    .lookup = op_lookup,
-    .getattr = op_getattr,
-    .setattr = op_setattr,
-    .readdir = op_readdir,
-    .open = op_open,
-    .read = op_read,
-    .write = op_write,
-    .flush = op_flush,
-    .fsync = op_fsync,
-    .release = op_release,
-    .create = op_create,
+    .lookup = locked_lookup,
+    .getattr = locked_getattr,
+    .setattr = locked_setattr,
+    .readdir = locked_readdir,
+    .open = locked_open,
+    .read = locked_read,
+    .write = locked_write,
+    .flush = locked_flush,
+    .fsync = locked_fsync,
+    .release = locked_release,
+    .create = locked_create,
     .unlink = op_unlink,
     .statfs = op_statfs,
-    .getxattr = op_getxattr,
-    .listxattr = op_listxattr,
-    .setxattr = op_setxattr,
+    .getxattr = locked_getxattr,
+    .listxattr = locked_listxattr,
+    .setxattr = locked_setxattr,
     .removexattr = op_removexattr,
-    .lseek = op_lseek,
-    .fallocate = op_fallocate,
+    .lseek = locked_lseek,
+    .fallocate = locked_fallocate,
     .ioctl = op_ioctl,
 };

@@ -51,6 +51,10 @@ struct fs {
     const char *only;     /* single-disk mode: show the tree holding this disk */
     const char *snapshot; /* -o snapshot=NAME: only the chain ending at NAME */
     int ro;
+    /* Data requests hold it shared; operations that replace a disk's files
+     * (grow, shrink, defragment, attach, commit) hold it exclusively. */
+    pthread_rwlock_t ops_lock;
+    struct fuse_session *se;
     pthread_mutex_t lock; /* the node table */
     struct node **nodes;  /* index 0 is unused (the root) */
     unsigned n_nodes;
@@ -74,6 +78,8 @@ int tree_close(struct fs *fs);
 
 /* Partitions of a disk (MBR, extended, GPT) into n->parts (lock held). */
 void parts_load(struct node *n);
+
+struct fuse_session;
 
 /* The low-level operations table. */
 struct fuse_lowlevel_ops;

@@ -174,8 +174,12 @@ static int ls_list(vdk_store *st, const char *dir, vdk_list_cb cb, void *arg)
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         struct stat sb;
-        struct vdk_stat vs = {0};
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+        struct vdk_stat vs = {.is_dir = de->d_type == DT_DIR};
+        /* Stat regular files only: a directory may be a mount point (even
+         * vdkfs's own, inside the folder it serves), and stat'ing it would
+         * wait on that filesystem. */
+        if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
+            fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) == 0) {
             vs.size = (uint64_t)sb.st_size;
             vs.is_dir = S_ISDIR(sb.st_mode);
             vs.mtime = (int64_t)sb.st_mtime;

@@ -111,22 +111,29 @@ getfattr -d -m - m3/sp/flat 2>/dev/null | grep -q 'user.vdk.adapterType="lsilogi
     fail "getfattr"
 setfattr -n user.vdk.toolsVersion -v 777 m3/sp/flat
 [ "$(cat m3/sp/metadata/toolsVersion)" = 777 ] || fail "setfattr"
-# ctl and ioctls
-if (echo "grow 1G" >m3/sp/ctl) 2>err.txt; then fail "grow should not be supported yet"; fi
-grep -q "not supported" err.txt || fail "grow: $(cat err.txt)"
-grep -q "grow: not supported yet" m3/sp/ctl || fail "ctl status after grow: $(cat m3/sp/ctl)"
+# ctl and ioctls: grow, shrink, defragment run the library's operations
+echo "grow 96M" >m3/sp/ctl
+grep -q "grow: done" m3/sp/ctl || fail "ctl grow: $(cat m3/sp/ctl)"
+[ "$(stat -c %s m3/sp/flat)" = $((96 << 20)) ] || fail "size after ctl grow: $(stat -c %s m3/sp/flat)"
+truncate -s 128M m3/sp/flat
+[ "$(stat -c %s m3/sp/flat)" = $((128 << 20)) ] || fail "size after truncate"
+if truncate -s 64M m3/sp/flat 2>/dev/null; then fail "truncate shrank the capacity"; fi
+echo shrink >m3/sp/ctl
+grep -q "shrink: done" m3/sp/ctl || fail "ctl shrink: $(cat m3/sp/ctl)"
+[ "$(head -c $(((20 << 20) + 5)) m3/sp/flat | tail -c 5 | tr -d '\0')" = "" ] || fail "content after shrink"
 if (echo "frobnicate" >m3/sp/ctl) 2>err.txt; then fail "unknown ctl command accepted"; fi
 grep -q "Invalid argument" err.txt || fail "unknown command: $(cat err.txt)"
 grep -q "unknown command" m3/sp/ctl || fail "ctl status: $(cat m3/sp/ctl)"
 python3 - m3/sp/flat <<'PY' || fail "ioctl"
-import errno, fcntl, os, struct, sys
+import fcntl, os, struct, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 GROW = (1 << 30) | (8 << 16) | (ord("V") << 8) | 1  # _IOW('V', 1, uint64_t)
-try:
-    fcntl.ioctl(fd, GROW, struct.pack("<Q", 1 << 30))
-    sys.exit("grow ioctl succeeded")
-except OSError as e:
-    assert e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP), e
+DEFRAG = (ord("V") << 8) | 3                         # _IO('V', 3)
+fcntl.ioctl(fd, GROW, struct.pack("<Q", 160 << 20))
+os.close(fd)
+assert os.stat(sys.argv[1]).st_size == 160 << 20, os.stat(sys.argv[1]).st_size
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.ioctl(fd, DEFRAG)
 PY
 echo "child sp-snap" >m3/sp/ctl
 grep -q "done" m3/sp/ctl || fail "ctl child: $(cat m3/sp/ctl)"
@@ -135,9 +142,11 @@ if (echo x | dd of=m3/sp/flat conv=notrunc status=none) 2>err.txt; then fail "pa
 echo data | dd of=m3/sp/children/sp-snap/flat conv=notrunc status=none
 umnt m3
 "$vdk" info sp.vmdk | grep -q unclean && fail "unclean after unmount"
+qemu-img check sp.vmdk | grep -q "No errors" || fail "check after ctl operations"
+[ "$(qemu-img info --output=json sp.vmdk | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((160 << 20)) ] || fail "size after unmount"
 [ "$("$vdk" meta sp.vmdk myNewKey)" = "hello world" ] || fail "key after unmount"
 qemu-img check sp-snap.vmdk | grep -q "No errors" || fail "child check"
-echo "ok: seek, punch-hole, metadata, xattrs, ctl, ioctl"
+echo "ok: seek, punch-hole, metadata, xattrs, ctl grow/shrink/child, truncate, ioctls"
 
 # 4. a snapshot chain of three links: each point in time, and -o snapshot=
 "$vdk" clone -q -r in.raw s.vmdk
