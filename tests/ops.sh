@@ -133,6 +133,33 @@ qemu-img compare -q r2.vmdk r1.raw || fail "content after ctk off"
 rm -f r1.raw
 echo "ok: rename, change tracking"
 
+# images made by qemu-img: grow, shrink, defragment, commit; qemu agrees
+head -c 24M /dev/urandom >q.raw
+dd if=/dev/zero of=q.raw bs=1M seek=4 count=8 conv=notrunc status=none
+qemu-img convert -f raw -O vmdk q.raw q.vmdk
+qemu-io -c 'write -z 0 1M' q.vmdk >/dev/null # allocated, now all zeros
+dd if=/dev/zero of=q.raw bs=1M count=1 conv=notrunc status=none
+before=$(stat -c %s q.vmdk)
+"$vdk" shrink q.vmdk >/dev/null
+[ "$(stat -c %s q.vmdk)" -lt "$before" ] || fail "shrink of a qemu-img disk freed nothing"
+"$vdk" defragment q.vmdk
+qemu-img check q.vmdk | grep -q "No errors" || fail "qemu-img check after shrink/defragment"
+qemu-img compare -q q.vmdk q.raw || fail "content after shrink/defragment"
+qemu-img create -q -f vmdk -b q.vmdk -F vmdk q1.vmdk
+qemu-io -c 'write -P 0x61 3M 2M' q1.vmdk >/dev/null
+python3 - <<'PY'
+with open("q.raw", "r+b") as f:
+    f.seek(3 << 20)
+    f.write(b"\x61" * (2 << 20))
+PY
+"$vdk" commit q1.vmdk
+qemu-img compare -q q.vmdk q.raw || fail "commit of a qemu-img child"
+"$vdk" grow q.vmdk 100M
+truncate -s 100M q.raw
+qemu-img check q.vmdk | grep -q "No errors" || fail "qemu-img check after grow"
+qemu-img compare -q q.vmdk q.raw || fail "grow of a qemu-img disk"
+echo "ok: operations on qemu-img disks"
+
 # space: an upper bound of what a clone takes
 for t in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
     need=$("$vdk" space -t "$t" base.vmdk)
