@@ -818,17 +818,10 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && mode != FALLOC_FL_ZERO_RANGE &&
         mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE))
         return (void)fuse_reply_err(req, EOPNOTSUPP);
-    /* Zeros: grains that hold nothing stay unallocated; freeing allocated
-     * grains is the job of shrink. */
-    static const char zeros[1 << 16];
-    for (uint64_t pos = 0; pos < (uint64_t)length;) {
-        size_t k = (size_t)((uint64_t)length - pos < sizeof(zeros) ? (uint64_t)length - pos
-                                                                   : sizeof(zeros));
-        int64_t w = vdk_write(n->disk, zeros, k, start + (uint64_t)off + pos);
-        if (w < 0)
-            return (void)fuse_reply_err(req, io_errno(n->disk, w));
-        pos += k;
-    }
+    /* punched grains of a base disk are freed; elsewhere zeros are written */
+    int r = vdk_discard(n->disk, start + (uint64_t)off, (uint64_t)length);
+    if (r < 0)
+        return (void)fuse_reply_err(req, io_errno(n->disk, r));
     fuse_reply_err(req, 0);
 }
 

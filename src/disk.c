@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "../vmdk/engine.h"
+#include "../vmdk/sparse32.h"
 #include "../vmdk/util.h"
 
 int vdk_open_store(vdk_store *store, const char *name, unsigned flags, vdk_disk **out,
@@ -261,4 +262,36 @@ int vdk_check(vdk_disk *disk, int repair, vdk_report_cb cb, void *arg, unsigned 
 void vdk_set_log(void (*hook)(const char *line))
 {
     vdk_log_hook = hook;
+}
+
+int vdk_discard(vdk_disk *disk, uint64_t off, uint64_t len)
+{
+    static const unsigned char zeros[65536];
+    if (!disk->writable)
+        return -VDK_E_RDONLY;
+    if (off > disk->capacity || len > disk->capacity - off)
+        return -VDK_E_RANGE;
+    /* zeros first: they keep what reads see right in every case (and stay
+     * sparse where nothing was allocated) */
+    for (uint64_t pos = 0; pos < len;) {
+        size_t k = (size_t)min_u64(sizeof(zeros), len - pos);
+        int64_t w = chain_write(disk, zeros, k, off + pos);
+        if (w < 0)
+            return (int)w;
+        pos += k;
+    }
+    if (disk->parent)
+        return 0; /* a freed grain would show the parent: zeros must stay */
+    for (unsigned i = 0; i < disk->n_ext; i++) {
+        struct extent *e = &disk->ext[i];
+        uint64_t a = off > e->start ? off - e->start : 0;
+        uint64_t b = min_u64(off + len, e->start + e->size);
+        if (b <= e->start || a >= e->size ||
+            (e->ops != &extent_kdmv_ops && e->ops != &extent_cowd_ops))
+            continue;
+        int r = s32_discard(e, e->priv, a, b - e->start - a);
+        if (r < 0 && r != -VDK_E_UNSUPPORTED)
+            return r;
+    }
+    return 0;
 }

@@ -97,7 +97,10 @@ assert d == (20 << 20) // 65536 * 65536, d
 assert h == d + 65536, h
 assert os.lseek(fd, 0, os.SEEK_HOLE) == 0
 PY
+alloc() { "$vdk" info --json sp.vmdk | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])'; }
+[ "$(alloc)" = 65536 ] || fail "allocated before punch: $(alloc)"
 fallocate --punch-hole -o $((20 << 20)) -l 65536 m3/sp/flat
+[ "$(alloc)" = 0 ] || fail "punch-hole did not free the grain: $(alloc)"
 [ "$(head -c $(((20 << 20) + 5)) m3/sp/flat | tail -c 5 | tr -d '\0')" = "" ] || fail "punch-hole"
 # metadata and xattrs
 [ "$(cat m3/sp/metadata/adapterType)" = ide ] || fail "cat metadata"

@@ -393,3 +393,21 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
     free(c.seen);
     return r;
 }
+
+int s32_discard(struct extent *e, struct s32 *s, uint64_t off, uint64_t len)
+{
+    if (s->compressed)
+        return -VDK_E_UNSUPPORTED;
+    for (uint64_t gi = (off + s->grain - 1) / s->grain;
+         (gi + 1) * s->grain <= off + len && (gi + 1) * s->grain <= e->size; gi++) {
+        pthread_mutex_lock(&s->lock);
+        uint32_t gte, gde;
+        int r = s32_lookup(e, s, gi, &gte, &gde);
+        if (r == 0 && gde && gte)
+            r = set_entry(e, s, gi, gde, 0); /* the grain is free: reads as zeros */
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}

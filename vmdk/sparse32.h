@@ -38,6 +38,11 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
  * file: data first, then the table entry, then the directory entry. */
 int s32_write(struct extent *e, struct s32 *s, uint64_t off, const void *buf, size_t len);
 
+/* Drop the whole grains inside [off, off+len) from the tables (a base
+ * disk's punched hole): they read as zeros and their space is reused by
+ * shrink.  Callers zero the partial grains at the edges. */
+int s32_discard(struct extent *e, struct s32 *s, uint64_t off, uint64_t len);
+
 /* Verify directory, tables and redundant tables; with repair, clear
  * entries that point outside the file or into metadata, unshare grains and
  * copy the primary tables over differing redundant ones. */

@@ -100,6 +100,10 @@ VDK_API int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off);
  * does.  Thread-safe; data is durable only after vdk_flush. */
 VDK_API int64_t vdk_write(vdk_disk *disk, const void *buf, size_t len, uint64_t off);
 
+/* Make [off, off+len) read as zeros and, in a base disk, free the whole
+ * grains inside it (fallocate --punch-hole).  Thread-safe. */
+VDK_API int vdk_discard(vdk_disk *disk, uint64_t off, uint64_t len);
+
 /* Make everything written before the call durable. */
 VDK_API int vdk_flush(vdk_disk *disk);
 

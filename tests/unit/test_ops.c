@@ -340,3 +340,33 @@ Test(grow, sparse_in_place_and_relocated)
     free(m);
     s->ops->destroy(s);
 }
+
+/* Punching a hole frees a base disk's grains; in a child it hides the parent. */
+Test(discard, base_frees_child_hides)
+{
+    uint8_t *ma, *mb;
+    vdk_store *s = chain3(&ma, &mb, "monolithicSparse");
+    vdk_error err = {0};
+    vdk_disk *d;
+    cr_assert_eq(vdk_unlink(s, "b.vmdk", 0, &err), 0);
+    cr_assert_eq(vdk_open_store(s, "a.vmdk", 0, &d, &err), 0);
+    cr_assert_eq(vdk_discard(d, 65536 + 100, 3 * 65536), 0);
+    memset(ma + 65536 + 100, 0, 3 * 65536);
+    check_reads(d, ma, N, 13);
+    cr_assert_eq(vdk_close(d), 0);
+    cr_assert_eq(vdk_unlink(s, "a.vmdk", 0, &err), 0);
+    cr_assert_eq(vdk_open_store(s, "base.vmdk", 0, &d, &err), 0);
+    uint64_t before, after;
+    cr_assert_eq(vdk_allocated_bytes(d, &before), 0);
+    cr_assert_eq(vdk_discard(d, 0, N), 0);
+    cr_assert_eq(vdk_allocated_bytes(d, &after), 0);
+    cr_assert_gt(before, 0);
+    cr_assert_eq(after, 0, "%llu bytes still allocated", (unsigned long long)after);
+    uint8_t *z = calloc(1, N);
+    check_reads(d, z, N, 14);
+    cr_assert_eq(vdk_close(d), 0);
+    free(z);
+    s->ops->destroy(s);
+    free(ma);
+    free(mb);
+}
