@@ -155,6 +155,9 @@ int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 /* Helpers for drivers: read a little-endian table entry through the cache. */
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);
+/* Write len bytes at off into the extent's file; failures are recorded
+ * with disk_fail(). */
+int ext_pwrite(struct extent *e, const void *buf, size_t len, uint64_t off);
 /* Read exactly len bytes at off from the extent's file; short is corrupt. */
 int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off);
 /* What the links below this extent's link hold at [off, off+len) of the

@@ -23,14 +23,7 @@ static int flat_status(struct extent *e, uint64_t off, uint64_t len, struct run 
 
 static int flat_write(struct extent *e, uint64_t off, const void *buf, size_t len)
 {
-    uint64_t at = e->d->offset * SECTOR + off;
-    int64_t w = e->file->ops->pwrite(e->file, buf, len, at);
-    if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w),
-                         "%s: write of %zu bytes at "
-                         "%llu failed: %s",
-                         e->name, len, (unsigned long long)at, strerror((int)-w));
-    return 0;
+    return ext_pwrite(e, buf, len, e->d->offset * SECTOR + off);
 }
 
 const struct extent_ops extent_flat_ops = {

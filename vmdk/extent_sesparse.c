@@ -235,10 +235,8 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
     if (s->next_grain >= s->grains_count)
         return disk_fail(e->disk, VDK_E_NOSPC, "%s: the grain area is full", e->name);
     uint64_t idx = s->next_grain++, at = s->grains_off + idx * grain;
-    int64_t w = e->file->ops->pwrite(e->file, g, grain, at);
-    if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w), "%s: writing a grain: %s", e->name,
-                         strerror((int)-w));
+    if ((r = ext_pwrite(e, g, grain, at)) < 0)
+        return r;
     ext_grow_size(e, at + grain);
     uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
     return se_set(e, s, gi, gde, v);
@@ -272,14 +270,8 @@ static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
             pthread_mutex_unlock(&s->lock);
             struct run run = {0};
             r = se_entry(e, s, gte, off, in, n, &run);
-            if (r == 0) {
-                int64_t w = e->file->ops->pwrite(e->file, p, n, run.file_off);
-                if (w < 0)
-                    r = disk_fail(e->disk, vdk_status_from_errno((int)w),
-                                  "%s: write "
-                                  "failed: %s",
-                                  e->name, strerror((int)-w));
-            }
+            if (r == 0)
+                r = ext_pwrite(e, p, n, run.file_off);
         } else {
             if (r == 0 && gte && gte >> 60 != 1 && gte >> 60 != 2)
                 r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx", e->name,

@@ -23,6 +23,16 @@ int disk_fail(struct vdk_disk *d, int code, const char *fmt, ...)
     return r;
 }
 
+int ext_pwrite(struct extent *e, const void *buf, size_t len, uint64_t off)
+{
+    int64_t w = e->file->ops->pwrite(e->file, buf, len, off);
+    if (w < 0)
+        return disk_fail(e->disk, vdk_status_from_errno((int)w),
+                         "%s: write of %zu bytes at %llu failed: %s", e->name, len,
+                         (unsigned long long)off, strerror((int)-w));
+    return 0;
+}
+
 int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off)
 {
     int64_t got = e->file->ops->pread(e->file, buf, len, off);

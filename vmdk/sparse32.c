@@ -161,17 +161,6 @@ static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
     return write_u32(e, (uint64_t)gde * SECTOR + idx, gte);
 }
 
-static int pwrite_data(struct extent *e, const void *buf, size_t n, uint64_t at)
-{
-    int64_t w = e->file->ops->pwrite(e->file, buf, n, at);
-    if (w < 0)
-        return disk_fail(e->disk, vdk_status_from_errno((int)w),
-                         "%s: write of %zu bytes at "
-                         "%llu failed: %s",
-                         e->name, n, (unsigned long long)at, strerror((int)-w));
-    return 0;
-}
-
 /* Allocate grain gi with buf at [in, in+n) over what lies below. */
 static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, uint32_t gde,
                     uint64_t in, const void *buf, size_t n)
@@ -204,7 +193,7 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
         uint64_t at = 0;
         r = reserve(e, s, s->grain, &at);
         if (r == 0)
-            r = pwrite_data(e, g, s->grain, at);
+            r = ext_pwrite(e, g, s->grain, at);
         if (r == 0) {
             ext_grow_size(e, at + s->grain);
             r = set_entry(e, s, gi, gde, (uint32_t)(at / SECTOR));
@@ -225,14 +214,14 @@ static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in
     if (gte > 1 || (gte == 1 && !s->gte1_zero)) {
         struct run run = {0};
         r = classify(e, s, gte, gi * s->grain + in, n, &run);
-        return r < 0 ? r : pwrite_data(e, buf, n, run.file_off);
+        return r < 0 ? r : ext_pwrite(e, buf, n, run.file_off);
     }
     pthread_mutex_lock(&s->lock);
     /* Look again under the lock: another writer may have allocated it. */
     r = s32_lookup(e, s, gi, &gte, &gde);
     if (r == 0 && gte > 1) {
         pthread_mutex_unlock(&s->lock);
-        return pwrite_data(e, buf, n, (uint64_t)gte * SECTOR + in);
+        return ext_pwrite(e, buf, n, (uint64_t)gte * SECTOR + in);
     }
     if (r == 0)
         r = allocate(e, s, gi, gte, gde, in, buf, n);
