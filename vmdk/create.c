@@ -141,6 +141,35 @@ static int finish_file(vdk_file *f, const char *name, vdk_error *err)
     return r < 0 ? fail_io(err, r, "flushing", name) : 0;
 }
 
+/* Bytes to place in a new file. */
+struct piece {
+    const void *data;
+    size_t len;
+    uint64_t off;
+};
+
+/* Create 'name' of 'size' bytes (zeros, sparse on the host) holding the
+ * pieces, written in order (put the header last), then flush it. */
+static int put_file(struct created *cr, const char *name, uint64_t size, const struct piece *pieces,
+                    unsigned n, vdk_error *err)
+{
+    vdk_file *f;
+    int r = new_file(cr, name, &f, err);
+    if (r < 0)
+        return r;
+    r = f->ops->truncate(f, size);
+    if (r < 0)
+        r = fail_io(err, r, "sizing", name);
+    for (unsigned i = 0; r == 0 && i < n; i++)
+        if (pieces[i].len)
+            r = write_all(f, pieces[i].data, pieces[i].len, pieces[i].off, name, err);
+    if (r < 0) {
+        f->ops->close(f);
+        return r;
+    }
+    return finish_file(f, name, err);
+}
+
 /* A hosted sparse extent laid out as VMware and QEMU do: header, descriptor,
  * redundant directory and tables, directory and tables, then grains; the
  * (zero) tables exist from the start, so directory entries are never 0. */
@@ -169,49 +198,28 @@ static int kdmv_file(struct created *cr, const char *name, uint64_t sectors, con
     put_le64(h + 56, gd);
     put_le64(h + 64, overhead);
     memcpy(h + 73, "\n \r\n", 4);
-    uint32_t *dir = malloc(gd_sectors * SECTOR);
-    if (!dir)
+    /* the redundant directory, then the primary one: each names its tables */
+    unsigned char *dirs = calloc(2, gd_sectors * SECTOR);
+    if (!dirs)
         return -VDK_E_NOMEM;
-    vdk_file *f;
-    int r = new_file(cr, name, &f, err);
-    if (r < 0) {
-        free(dir);
-        return r;
-    }
-    r = f->ops->truncate(f, overhead * SECTOR);
-    if (r < 0)
-        r = fail_io(err, r, "sizing", name);
-    for (int copy = 0; r == 0 && copy < 2; copy++) {
+    for (int copy = 0; copy < 2; copy++) {
         uint64_t at = copy ? gd : rgd;
-        memset(dir, 0, gd_sectors * SECTOR);
         for (uint64_t i = 0; i < n_gt; i++)
-            put_le32((unsigned char *)dir + i * 4, (uint32_t)(at + gd_sectors + i * gt_sectors));
-        r = write_all(f, dir, gd_sectors * SECTOR, at * SECTOR, name, err);
+            put_le32(dirs + copy * gd_sectors * SECTOR + i * 4,
+                     (uint32_t)(at + gd_sectors + i * gt_sectors));
     }
-    if (r == 0 && desc)
-        r = write_all(f, desc, strlen(desc), SECTOR, name, err);
-    if (r == 0)
-        r = write_all(f, h, sizeof(h), 0, name, err);
-    free(dir);
-    if (r < 0) {
-        f->ops->close(f);
-        return r;
-    }
-    return finish_file(f, name, err);
+    struct piece p[] = {{dirs, gd_sectors * SECTOR, rgd * SECTOR},
+                        {dirs + gd_sectors * SECTOR, gd_sectors * SECTOR, gd * SECTOR},
+                        {desc, desc ? strlen(desc) : 0, SECTOR},
+                        {h, sizeof(h), 0}};
+    int r = put_file(cr, name, overhead * SECTOR, p, 4, err);
+    free(dirs);
+    return r;
 }
 
 static int flat_file(struct created *cr, const char *name, uint64_t sectors, vdk_error *err)
 {
-    vdk_file *f;
-    int r = new_file(cr, name, &f, err);
-    if (r < 0)
-        return r;
-    r = f->ops->truncate(f, sectors * SECTOR);
-    if (r < 0) {
-        f->ops->close(f);
-        return fail_io(err, r, "sizing", name);
-    }
-    return finish_file(f, name, err);
+    return put_file(cr, name, sectors * SECTOR, NULL, 0, err);
 }
 
 /* A COWD redo log: 2048-byte header, directory at sector 4, tables and
@@ -233,20 +241,8 @@ static int cowd_file(struct created *cr, const char *name, uint64_t sectors, con
     if (parent)
         snprintf((char *)h + 32, 1024, "%s", parent);
     put_le32(h + 1060, 1); /* generation */
-    vdk_file *f;
-    int r = new_file(cr, name, &f, err);
-    if (r < 0)
-        return r;
-    r = f->ops->truncate(f, (4 + gd_sectors) * SECTOR);
-    if (r < 0)
-        r = fail_io(err, r, "sizing", name);
-    if (r == 0)
-        r = write_all(f, h, sizeof(h), 0, name, err);
-    if (r < 0) {
-        f->ops->close(f);
-        return r;
-    }
-    return finish_file(f, name, err);
+    struct piece p[] = {{h, sizeof(h), 0}};
+    return put_file(cr, name, (4 + gd_sectors) * SECTOR, p, 1, err);
 }
 
 /* A seSparse redo log in the shape ESXi gives it: constant header,
@@ -272,22 +268,8 @@ static int sesparse_file(struct created *cr, const char *name, uint64_t sectors,
         put_le64(h + 88 + 16 * i, regions[i][1]);
     }
     put_le64(v, 0xcafecafeull);
-    vdk_file *f;
-    int r = new_file(cr, name, &f, err);
-    if (r < 0)
-        return r;
-    r = f->ops->truncate(f, data * SECTOR);
-    if (r < 0)
-        r = fail_io(err, r, "sizing", name);
-    if (r == 0)
-        r = write_all(f, v, sizeof(v), SECTOR, name, err);
-    if (r == 0)
-        r = write_all(f, h, sizeof(h), 0, name, err);
-    if (r < 0) {
-        f->ops->close(f);
-        return r;
-    }
-    return finish_file(f, name, err);
+    struct piece p[] = {{v, sizeof(v), SECTOR}, {h, sizeof(h), 0}};
+    return put_file(cr, name, data * SECTOR, p, 2, err);
 }
 
 /* "dir/disk.vmdk" -> "dir/disk" + suffix + ".vmdk" (store name) and the
@@ -305,16 +287,8 @@ void extent_name(const char *name, const char *suffix, char *full, char *base)
 
 static int put_descriptor(struct created *cr, const char *name, const char *text, vdk_error *err)
 {
-    vdk_file *f;
-    int r = new_file(cr, name, &f, err);
-    if (r < 0)
-        return r;
-    r = write_all(f, text, strlen(text), 0, name, err);
-    if (r < 0) {
-        f->ops->close(f);
-        return r;
-    }
-    return finish_file(f, name, err);
+    struct piece p[] = {{text, strlen(text), 0}};
+    return put_file(cr, name, strlen(text), p, 1, err);
 }
 
 static int check_capacity(const char *name, const struct new_disk *nd, vdk_error *err)
