@@ -9,6 +9,7 @@
 struct where {
     vdk_store *st;
     char name[VDK_NAME_MAX];
+    char other[VDK_NAME_MAX]; /* locate2: the second disk's name */
 };
 
 static int locate(const char *path, const struct open_opts *oo, struct where *w)
@@ -25,6 +26,29 @@ static int locate(const char *path, const struct open_opts *oo, struct where *w)
         return -1;
     int r = vdk_store_local_new(root, &w->st);
     return r < 0 ? cli_error("%s: %s", root, strerror(-r)), -1 : 0;
+}
+
+/* Two disks in one store (attach CHILD PARENT, rename SRC DST). */
+static int locate2(const char *path, const char *other, const struct open_opts *oo, struct where *w)
+{
+    if (locate(path, oo, w) < 0)
+        return -1;
+    if (cli_store_name(other, oo, path, w->other, sizeof(w->other)) < 0) {
+        w->st->ops->destroy(w->st);
+        return -1;
+    }
+    return 0;
+}
+
+/* A progress line sized to the disk's capacity. */
+static void progress_for(struct where *w, struct progress *prog)
+{
+    vdk_disk *d;
+    progress_init(prog, 1, 1);
+    if (vdk_open_store(w->st, w->name, VDK_OPEN_RDONLY | VDK_OPEN_SINGLE_LINK, &d, NULL) == 0) {
+        prog->total = vdk_capacity(d);
+        vdk_close(d);
+    }
 }
 
 static int simple_opts(int argc, char **argv, const char *help, struct open_opts *oo, int *force,
@@ -72,15 +96,10 @@ int cmd_attach(int argc, char **argv)
     if (optind != argc - 2)
         return cli_error("expects CHILD PARENT (see --help)"), 2;
     struct where w;
-    char parent[VDK_NAME_MAX];
-    if (locate(argv[optind], &oo, &w) < 0)
+    if (locate2(argv[optind], argv[optind + 1], &oo, &w) < 0)
         return 1;
-    if (cli_store_name(argv[optind + 1], &oo, argv[optind], parent, sizeof(parent)) < 0) {
-        w.st->ops->destroy(w.st);
-        return 1;
-    }
     vdk_error err = {0};
-    r = vdk_attach(w.st, w.name, parent, force, &err);
+    r = vdk_attach(w.st, w.name, w.other, force, &err);
     w.st->ops->destroy(w.st);
     return r < 0 ? cli_error("%s", err.message) : 0;
 }
@@ -117,12 +136,7 @@ int cmd_commit(int argc, char **argv)
         return 1;
     vdk_error err = {0};
     struct progress prog;
-    progress_init(&prog, 1, 1);
-    vdk_disk *d;
-    if (vdk_open_store(w.st, w.name, VDK_OPEN_RDONLY | VDK_OPEN_SINGLE_LINK, &d, NULL) == 0) {
-        prog.total = vdk_capacity(d);
-        vdk_close(d);
-    }
+    progress_for(&w, &prog);
     r = vdk_commit(w.st, w.name, all, on_progress, &prog, &err);
     progress_done(&prog);
     w.st->ops->destroy(w.st);
@@ -339,12 +353,7 @@ static int rewrite_cmd(int argc, char **argv, int shrink)
     if (locate(argv[optind], &oo, &w) < 0)
         return 1;
     struct progress prog;
-    progress_init(&prog, 1, 1);
-    vdk_disk *d;
-    if (vdk_open_store(w.st, w.name, VDK_OPEN_RDONLY | VDK_OPEN_SINGLE_LINK, &d, NULL) == 0) {
-        prog.total = vdk_capacity(d);
-        vdk_close(d);
-    }
+    progress_for(&w, &prog);
     vdk_error err = {0};
     uint64_t saved = 0;
     r = shrink ? vdk_shrink(w.st, w.name, on_progress, &prog, &saved, &err)
@@ -419,15 +428,10 @@ int cmd_rename(int argc, char **argv)
     if (optind != argc - 2)
         return cli_error("expects SRC DST (see --help)"), 2;
     struct where w;
-    char dst[VDK_NAME_MAX];
-    if (locate(argv[optind], &oo, &w) < 0)
+    if (locate2(argv[optind], argv[optind + 1], &oo, &w) < 0)
         return 1;
-    if (cli_store_name(argv[optind + 1], &oo, argv[optind], dst, sizeof(dst)) < 0) {
-        w.st->ops->destroy(w.st);
-        return 1;
-    }
     vdk_error err = {0};
-    r = vdk_rename(w.st, w.name, dst, &err);
+    r = vdk_rename(w.st, w.name, w.other, &err);
     w.st->ops->destroy(w.st);
     return r < 0 ? cli_error("%s", err.message) : 0;
 }
