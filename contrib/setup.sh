@@ -18,7 +18,8 @@ esac
 
 build_pkgs=(build-essential cmake pkg-config zlib1g-dev libfuse3-dev fuse3 libssl-dev
     libcurl4-openssl-dev libxml2-dev qemu-utils)
-test_pkgs=(libcriterion-dev libvmdk-utils fio e2fsprogs fuse2fs python3 clang-format attr)
+test_pkgs=(libcriterion-dev libvmdk-utils fio e2fsprogs fuse2fs python3 clang-format attr
+    clang libclang-rt-14-dev valgrind)
 
 sudo=
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
