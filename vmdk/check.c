@@ -35,10 +35,14 @@ int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx)
                       l->name, l->desc->parent_cid, l->parent->desc->cid, l->parent->name);
     for (unsigned i = 0; i < d->n_ext; i++) {
         struct extent *e = &d->ext[i];
-        if (e->ops != &extent_kdmv_ops && e->ops != &extent_cowd_ops)
+        int r;
+        if (e->ops == &extent_sesparse_ops)
+            r = se_check(e, repair, ctx);
+        else if (e->ops == &extent_kdmv_ops || e->ops == &extent_cowd_ops)
+            /* both drivers keep their tables first in their private data */
+            r = s32_check(e, e->priv, repair, ctx);
+        else
             continue;
-        /* both drivers keep their tables first in their private data */
-        int r = s32_check(e, e->priv, repair, ctx);
         if (r < 0) {
             vdk_error err;
             vdk_last_error(d, &err);

@@ -148,13 +148,29 @@ struct piece {
     uint64_t off;
 };
 
+/* "dir/.name.vdk-new": where a file is built before it takes its name. */
+static void temp_name(const char *name, char *out, size_t n)
+{
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    snprintf(out, n, "%.*s.%s.vdk-new", (int)(base - name), name, base);
+}
+
 /* Create 'name' of 'size' bytes (zeros, sparse on the host) holding the
- * pieces, written in order (put the header last), then flush it. */
+ * pieces, written in order (put the header last) into a temporary file that
+ * is flushed and only then renamed to 'name': a crash never leaves a file
+ * under a disk's name that is not whole. */
 static int put_file(struct created *cr, const char *name, uint64_t size, const struct piece *pieces,
                     unsigned n, vdk_error *err)
 {
+    char tmp[VDK_NAME_MAX];
+    struct vdk_stat sb;
+    temp_name(name, tmp, sizeof(tmp));
+    if (cr->st->ops->stat(cr->st, name, &sb) == 0)
+        return vdk_fail(err, VDK_E_EXISTS, "%s already exists", name);
+    cr->st->ops->unlink(cr->st, tmp); /* left over by an interrupted create */
     vdk_file *f;
-    int r = new_file(cr, name, &f, err);
+    int r = new_file(cr, tmp, &f, err);
     if (r < 0)
         return r;
     r = f->ops->truncate(f, size);
@@ -167,7 +183,14 @@ static int put_file(struct created *cr, const char *name, uint64_t size, const s
         f->ops->close(f);
         return r;
     }
-    return finish_file(f, name, err);
+    r = finish_file(f, name, err);
+    if (r == 0 && (r = cr->st->ops->stat(cr->st, name, &sb)) == 0)
+        r = vdk_fail(err, VDK_E_EXISTS, "%s already exists", name);
+    else if (r == -ENOENT && (r = cr->st->ops->rename(cr->st, tmp, name)) < 0)
+        r = fail_io(err, r, "renaming into place", name);
+    if (r == 0)
+        snprintf(cr->names[cr->n - 1], VDK_NAME_MAX, "%s", name); /* undo removes it */
+    return r;
 }
 
 /* A hosted sparse extent laid out as VMware and QEMU do: header, descriptor,

@@ -133,6 +133,9 @@ struct check_ctx {
 void check_say(struct check_ctx *c, int serious, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Check (and with repair, fix) a seSparse extent's tables. */
+int se_check(struct extent *e, int repair, struct check_ctx *ctx);
+
 /* One line for the user (the vdk_set_log hook, else stderr). */
 void vdk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern void (*vdk_log_hook)(const char *line);
@@ -158,6 +161,10 @@ int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);
 /* Write len bytes at off into the extent's file; failures are recorded
  * with disk_fail(). */
 int ext_pwrite(struct extent *e, const void *buf, size_t len, uint64_t off);
+/* Make what was written to the extent durable before what follows: a new
+ * grain that carries its parent's bytes must be on disk before the entry
+ * pointing at it, or a crash could show zeros where the parent's data was. */
+int ext_order(struct extent *e);
 /* Read exactly len bytes at off from the extent's file; short is corrupt. */
 int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off);
 /* What the links below this extent's link hold at [off, off+len) of the

@@ -235,7 +235,7 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
     if (s->next_grain >= s->grains_count)
         return disk_fail(e->disk, VDK_E_NOSPC, "%s: the grain area is full", e->name);
     uint64_t idx = s->next_grain++, at = s->grains_off + idx * grain;
-    if ((r = ext_pwrite(e, g, grain, at)) < 0)
+    if ((r = ext_pwrite(e, g, grain, at)) < 0 || (!below_zero && (r = ext_order(e)) < 0))
         return r;
     ext_grow_size(e, at + grain);
     uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
@@ -295,6 +295,67 @@ static void se_close(struct extent *e)
     if (s)
         pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+/* One grain table of the check: entries must name grains inside the grain
+ * area and the file.  An entry past the end is what a crash leaves when the
+ * entry reached the disk before its grain: the grain's data was never
+ * durable, so the entry is dropped and the parent answers again. */
+static int check_table(struct extent *e, struct sesparse *s, uint64_t gdi, uint64_t t, int repair,
+                       struct check_ctx *ctx)
+{
+    const uint64_t gt = s->gt_off + t * SE_GT_SECTORS * SECTOR;
+    uint64_t *tab = malloc(SE_GTES * 8);
+    if (!tab)
+        return -VDK_E_NOMEM;
+    int r = 0;
+    if (e->file->ops->pread(e->file, tab, SE_GTES * 8, gt) != SE_GTES * 8) {
+        check_say(ctx, 1, "%s: grain table %llu lies past the end of the file", e->name,
+                  (unsigned long long)t);
+        free(tab);
+        return 0;
+    }
+    for (uint64_t k = 0; r == 0 && k < SE_GTES; k++) {
+        uint64_t v = le64(&tab[k]), type = v >> 60;
+        uint64_t idx = ((v & 0x0fff000000000000ull) >> 48) | ((v & 0x0000ffffffffffffull) << 12);
+        int bad = type > 3 || (type == 0 && v) ||
+                  (type == 3 && (idx >= s->grains_count ||
+                                 s->grains_off + (idx + 1) * SE_GRAIN * SECTOR > e->file_size));
+        if (type == 3 && !bad && idx >= s->next_grain)
+            s->next_grain = idx + 1; /* never hand out a grain in use again */
+        if (!bad)
+            continue;
+        check_say(ctx, 1, "%s: grain table entry %016llx for offset %llu points outside the file%s",
+                  e->name, (unsigned long long)v,
+                  (unsigned long long)((gdi * SE_GTES + k) * SE_GRAIN * SECTOR),
+                  repair ? ": cleared (the parent answers there again)" : "");
+        if (repair && (r = put_u64(e, gt + k * 8, 0)) == 0)
+            ctx->repaired++;
+    }
+    free(tab);
+    return r;
+}
+
+int se_check(struct extent *e, int repair, struct check_ctx *ctx)
+{
+    struct sesparse *s = e->priv;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t i = 0; r == 0 && i < s->gd_entries; i++) {
+        uint64_t gde;
+        if ((r = ext_read_u64(e, s->gd_off + i * 8, &gde)) < 0 || !gde)
+            continue;
+        if ((gde >> 32) != 0x10000000u || (gde & 0xffffffffu) >= s->gt_count) {
+            check_say(ctx, 1, "%s: bad grain directory entry %016llx%s", e->name,
+                      (unsigned long long)gde, repair ? ": cleared" : "");
+            if (repair && (r = put_u64(e, s->gd_off + i * 8, 0)) == 0)
+                ctx->repaired++;
+            continue;
+        }
+        r = check_table(e, s, i, gde & 0xffffffffu, repair, ctx);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 const struct extent_ops extent_sesparse_ops = {

@@ -33,6 +33,15 @@ int ext_pwrite(struct extent *e, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+int ext_order(struct extent *e)
+{
+    int r = e->file->ops->flush(e->file);
+    if (r < 0)
+        return disk_fail(e->disk, vdk_status_from_errno(r), "%s: flush failed: %s", e->name,
+                         strerror(-r));
+    return 0;
+}
+
 int ext_pread_exact(struct extent *e, void *buf, size_t len, uint64_t off)
 {
     int64_t got = e->file->ops->pread(e->file, buf, len, off);

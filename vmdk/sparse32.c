@@ -194,6 +194,8 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
         r = reserve(e, s, s->grain, &at);
         if (r == 0)
             r = ext_pwrite(e, g, s->grain, at);
+        if (r == 0 && !below_zero)
+            r = ext_order(e);
         if (r == 0) {
             ext_grow_size(e, at + s->grain);
             r = set_entry(e, s, gi, gde, (uint32_t)(at / SECTOR));
