@@ -162,6 +162,12 @@ static int parse_extent(struct parser *p, const char *s, const char *end, int ac
         if (nl == 0)
             return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: empty extent file name", p->fname,
                             p->lineno);
+        /* desc_format writes names in quotes, so an unquoted name holding
+         * one would read back as another name after the first rewrite
+         * (CID renewal, vdk meta) and leave the disk unopenable. */
+        if (memchr(name, '"', nl))
+            return vdk_fail(p->err, VDK_E_CORRUPT, "%s: line %u: quote inside extent file name",
+                            p->fname, p->lineno);
         if (!(e.file = dup_range(name, nl)))
             return -VDK_E_NOMEM;
         n = token(&s, end, &tok);

@@ -63,7 +63,9 @@ static inline int vdk_all_zero(const void *p, size_t n)
 
 /* Fill err (if not NULL) and return -code. */
 int vdk_fail(vdk_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int vdk_vfail(vdk_error *err, int code, const char *fmt, va_list ap);
+/* format(printf, 3, 0): clang's -Wformat-nonliteral wants callers' formats checked. */
+int vdk_vfail(vdk_error *err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Map a negative errno from a store to a negative vdk_status. */
 int vdk_status_from_errno(int neg_errno);
