@@ -439,6 +439,35 @@ static int mark_unclean(struct vdk_disk *d, int unclean, vdk_error *err)
     return 0;
 }
 
+/* A link left open by a crash may hold table entries whose grains never
+ * reached the disk; appending new grains there would make those entries
+ * point at other data.  As VMware does, check and repair it before the
+ * first write. */
+static int repair_unclean(struct vdk_disk *d, vdk_error *err)
+{
+    struct check_ctx c = {0};
+    int was_unclean = d->unclean;
+    int r = link_check(d, 1, &c);
+    if (r < 0) {
+        vdk_last_error(d, err);
+        return r;
+    }
+    if (was_unclean || c.repaired)
+        vdk_log("%s was not closed cleanly: checked it, %u repair%s made", d->name, c.repaired,
+                c.repaired == 1 ? "" : "s");
+    return 0;
+}
+
+/* seSparse has no uncleanShutdown mark of its own (ESXi relies on its
+ * journal), so a writable seSparse link is always checked at open. */
+static int has_sesparse(const struct vdk_disk *d)
+{
+    for (unsigned i = 0; i < d->n_ext; i++)
+        if (d->ext[i].ops == &extent_sesparse_ops)
+            return 1;
+    return 0;
+}
+
 int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_disk **out,
                vdk_error *err)
 {
@@ -466,6 +495,11 @@ int chain_open(vdk_store *store, const char *name, unsigned flags, struct vdk_di
         n++;
     for (struct vdk_disk *l = top; l; l = l->parent)
         l->depth = n--;
+    if (top->writable && (top->unclean || has_sesparse(top)) &&
+        (r = repair_unclean(top, err)) < 0) {
+        chain_close(top);
+        return r;
+    }
     if (top->writable && (r = mark_unclean(top, 1, err)) < 0) {
         chain_close(top);
         return r;

