@@ -161,9 +161,18 @@ static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
     return write_u32(e, (uint64_t)gde * SECTOR + idx, gte);
 }
 
-/* Allocate grain gi with buf at [in, in+n) over what lies below. */
+/* Grains of one write whose data is stored but whose entries are not set
+ * yet: entries go in after one flush covers all their data. */
+struct pending {
+    uint64_t gi;
+    uint32_t sector;
+};
+
+/* Allocate grain gi with buf at [in, in+n) over what lies below.  The data
+ * goes to a fresh place; the entry is queued in *pend when it must wait
+ * for an ordering flush (the grain carries bytes from below), else set. */
 static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, uint32_t gde,
-                    uint64_t in, const void *buf, size_t n)
+                    uint64_t in, const void *buf, size_t n, struct pending *pend, int *npend)
 {
     unsigned char *g = malloc(s->grain);
     if (!g)
@@ -194,11 +203,12 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
         r = reserve(e, s, s->grain, &at);
         if (r == 0)
             r = ext_pwrite(e, g, s->grain, at);
-        if (r == 0 && !below_zero)
-            r = ext_order(e);
         if (r == 0) {
             ext_grow_size(e, at + s->grain);
-            r = set_entry(e, s, gi, gde, (uint32_t)(at / SECTOR));
+            if (below_zero)
+                r = set_entry(e, s, gi, gde, (uint32_t)(at / SECTOR));
+            else
+                pend[(*npend)++] = (struct pending){gi, (uint32_t)(at / SECTOR)};
         }
     }
 out:
@@ -206,8 +216,27 @@ out:
     return r;
 }
 
+/* Set the queued entries, after one flush makes all their grains durable
+ * (a crash must never show an entry whose grain lost its parent's bytes). */
+static int settle(struct extent *e, struct s32 *s, struct pending *pend, int *npend)
+{
+    int r = *npend ? ext_order(e) : 0;
+    for (int i = 0; r == 0 && i < *npend; i++) {
+        uint32_t gte, gde; /* the directory entry may be new since queued */
+        r = s32_lookup(e, s, pend[i].gi, &gte, &gde);
+        if (r == 0)
+            r = set_entry(e, s, pend[i].gi, gde, pend[i].sector);
+    }
+    *npend = 0;
+    return r;
+}
+
+#define BATCH 32 /* grains whose entries wait for one flush */
+
+/* Store [in, in+n) of grain gi.  Allocations take s->lock, which is held
+ * across the rest of the write (*locked) so queued entries stay private. */
 static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in, const void *buf,
-                       size_t n)
+                       size_t n, int *locked, struct pending *pend, int *npend)
 {
     uint32_t gte, gde;
     int r = s32_lookup(e, s, gi, &gte, &gde);
@@ -218,33 +247,38 @@ static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in
         r = classify(e, s, gte, gi * s->grain + in, n, &run);
         return r < 0 ? r : ext_pwrite(e, buf, n, run.file_off);
     }
-    pthread_mutex_lock(&s->lock);
-    /* Look again under the lock: another writer may have allocated it. */
-    r = s32_lookup(e, s, gi, &gte, &gde);
-    if (r == 0 && gte > 1) {
-        pthread_mutex_unlock(&s->lock);
-        return ext_pwrite(e, buf, n, (uint64_t)gte * SECTOR + in);
+    if (!*locked) {
+        pthread_mutex_lock(&s->lock);
+        *locked = 1;
+        /* Look again under the lock: another writer may have allocated it. */
+        r = s32_lookup(e, s, gi, &gte, &gde);
+        if (r == 0 && gte > 1)
+            return ext_pwrite(e, buf, n, (uint64_t)gte * SECTOR + in);
     }
-    if (r == 0)
-        r = allocate(e, s, gi, gte, gde, in, buf, n);
-    pthread_mutex_unlock(&s->lock);
-    return r;
+    if (r == 0 && *npend == BATCH)
+        r = settle(e, s, pend, npend);
+    return r < 0 ? r : allocate(e, s, gi, gte, gde, in, buf, n, pend, npend);
 }
 
 int s32_write(struct extent *e, struct s32 *s, uint64_t off, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    while (len) {
+    struct pending pend[BATCH];
+    int npend = 0, locked = 0, r = 0;
+    while (r == 0 && len) {
         uint64_t gi = off / s->grain, in = off % s->grain;
         size_t n = (size_t)min_u64(len, s->grain - in);
-        int r = write_grain(e, s, gi, in, p, n);
-        if (r < 0)
-            return r;
+        r = write_grain(e, s, gi, in, p, n, &locked, pend, &npend);
         off += n;
         p += n;
         len -= n;
     }
-    return 0;
+    /* On failure the queued grains stay unreferenced: leaked, never wrong. */
+    if (r == 0)
+        r = settle(e, s, pend, &npend);
+    if (locked)
+        pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 /* ---- consistency check and repair ---- */
