@@ -213,8 +213,16 @@ static int se_set(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gd
 }
 
 /* Allocate grain gi (entry gte, table gde) holding buf at [in, in+n). */
+/* A grain whose data is stored and whose entry waits for the ordering
+ * flush (it carries the parent's bytes). */
+struct se_pending {
+    uint64_t gi, v;
+};
+#define SE_BATCH 256 /* 1 MiB of grains per flush */
+
 static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t gde,
-                       uint64_t gte, uint64_t in, const void *buf, size_t n)
+                       uint64_t gte, uint64_t in, const void *buf, size_t n,
+                       struct se_pending *pend, int *npend)
 {
     const uint64_t grain = SE_GRAIN * SECTOR;
     unsigned char g[SE_GRAIN * SECTOR];
@@ -235,11 +243,14 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
     if (s->next_grain >= s->grains_count)
         return disk_fail(e->disk, VDK_E_NOSPC, "%s: the grain area is full", e->name);
     uint64_t idx = s->next_grain++, at = s->grains_off + idx * grain;
-    if ((r = ext_pwrite(e, g, grain, at)) < 0 || (!below_zero && (r = ext_order(e)) < 0))
+    if ((r = ext_pwrite(e, g, grain, at)) < 0)
         return r;
     ext_grow_size(e, at + grain);
     uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
-    return se_set(e, s, gi, gde, v);
+    if (below_zero)
+        return se_set(e, s, gi, gde, v);
+    pend[(*npend)++] = (struct se_pending){gi, v};
+    return 0;
 }
 
 static int se_lookup(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t *gde,
@@ -256,18 +267,37 @@ static int se_lookup(struct extent *e, struct sesparse *s, uint64_t gi, uint64_t
         e, s->gt_off + (*gde & 0xffffffffu) * SE_GT_SECTORS * SECTOR + (gi % SE_GTES) * 8, gte);
 }
 
+/* One flush for the queued grains' data, then their entries: a crash never
+ * shows an entry whose grain lost the parent's bytes. */
+static int se_settle(struct extent *e, struct sesparse *s, struct se_pending *pend, int *npend)
+{
+    int r = *npend ? ext_order(e) : 0;
+    for (int i = 0; r == 0 && i < *npend; i++) {
+        uint64_t gde, gte; /* its table may be new since it was queued */
+        r = se_lookup(e, s, pend[i].gi, &gde, &gte);
+        if (r == 0)
+            r = se_set(e, s, pend[i].gi, gde, pend[i].v);
+    }
+    *npend = 0;
+    return r;
+}
+
+/* Holds s->lock for the whole write so queued entries stay private. */
 static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
 {
     struct sesparse *s = e->priv;
     const uint64_t grain = SE_GRAIN * SECTOR;
     const unsigned char *p = buf;
-    while (len) {
+    struct se_pending *pend = malloc(SE_BATCH * sizeof(*pend));
+    if (!pend)
+        return -VDK_E_NOMEM;
+    int npend = 0, r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (r == 0 && len) {
         uint64_t gi = off / grain, in = off % grain, gde, gte;
         size_t n = (size_t)min_u64(len, grain - in);
-        pthread_mutex_lock(&s->lock);
-        int r = se_lookup(e, s, gi, &gde, &gte);
+        r = se_lookup(e, s, gi, &gde, &gte);
         if (r == 0 && gte >> 60 == 3) {
-            pthread_mutex_unlock(&s->lock);
             struct run run = {0};
             r = se_entry(e, s, gte, off, in, n, &run);
             if (r == 0)
@@ -276,17 +306,21 @@ static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
             if (r == 0 && gte && gte >> 60 != 1 && gte >> 60 != 2)
                 r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx", e->name,
                               (unsigned long long)gte);
+            if (r == 0 && npend == SE_BATCH)
+                r = se_settle(e, s, pend, &npend);
             if (r == 0)
-                r = se_allocate(e, s, gi, gde, gte, in, p, n);
-            pthread_mutex_unlock(&s->lock);
+                r = se_allocate(e, s, gi, gde, gte, in, p, n, pend, &npend);
         }
-        if (r < 0)
-            return r;
         off += n;
         p += n;
         len -= n;
     }
-    return 0;
+    /* On failure the queued grains stay unreferenced: leaked, never wrong. */
+    if (r == 0)
+        r = se_settle(e, s, pend, &npend);
+    pthread_mutex_unlock(&s->lock);
+    free(pend);
+    return r;
 }
 
 static void se_close(struct extent *e)
