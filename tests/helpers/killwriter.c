@@ -10,8 +10,8 @@
  * sector of a written block says which block, sector and version it is, is
  * filled with bytes derived from those, and ends in a checksum, so anything
  * read back can be identified.  Version 0 is what the region held before the
- * test: zeros, or (init pattern) a pattern on three blocks in four, which
- * 'pattern' writes into a raw file that becomes the parent of a child disk.
+ * test: zeros, or (init pattern) a pattern on runs of blocks, which 'pattern'
+ * writes into a raw file that becomes the parent of a child disk.
  *
  * run loops until COUNT writes are done or a write or fsync fails (the mount
  * went away: exit status 3).  It plans EVERY writes of 1 to 64 blocks at
@@ -83,10 +83,13 @@ static uint64_t fnv(const unsigned char *p, size_t n)
 
 static int pattern_init; /* version 0 is the pattern, not zeros */
 
-/* Does the base hold the pattern at block b (three blocks in four)? */
+/* Does the base hold the pattern at block b?  In runs of four blocks
+ * (16 KiB: 32 COWD grains, one batch of grains whose entries wait for an
+ * ordering flush) separated by mostly empty runs, so child writes cross from
+ * grains that copy the parent to grains that do not at batch boundaries. */
 static int has_pattern(uint64_t b)
 {
-    return mix(b ^ 0x5ca1ab1eull) % 4 != 0;
+    return b % 8 < 4 || mix(b ^ 0x5ca1ab1eull) % 4 == 0;
 }
 
 /* Sector s of block b at version v; v == 0 is the initial content. */
@@ -384,6 +387,8 @@ static int cmd_run(int argc, char **argv)
             if (n > m.nblocks)
                 n = m.nblocks;
             uint64_t b = rnd(&seed) % span;
+            if (n > 4 && rnd(&seed) % 2)
+                b -= b % 8; /* a long write from the start of a pattern run */
             if (b + n > m.nblocks)
                 b = m.nblocks - n;
             plan[i] = (struct intent){++m.maxv, b, n};
