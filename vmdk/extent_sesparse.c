@@ -247,7 +247,10 @@ static int se_allocate(struct extent *e, struct sesparse *s, uint64_t gi, uint64
         return r;
     ext_grow_size(e, at + grain);
     uint64_t v = 0x3000000000000000ull | (idx & 0xfff) << 48 | idx >> 12;
-    if (below_zero)
+    /* Only an entry that was 0 over zeros may precede its grain: repair
+     * clears an entry left pointing past the file to 0, and a zero or
+     * unmapped entry (2, 1) must not become 0, which would show the parent. */
+    if (below_zero && (gte == 0 || !e->disk->parent))
         return se_set(e, s, gi, gde, v);
     pend[(*npend)++] = (struct se_pending){gi, v};
     return 0;

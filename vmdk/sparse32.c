@@ -205,7 +205,11 @@ static int allocate(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte, 
             r = ext_pwrite(e, g, s->grain, at);
         if (r == 0) {
             ext_grow_size(e, at + s->grain);
-            if (below_zero)
+            /* Only an entry that was 0 over zeros may reach the disk before
+             * its grain: a crash then reads zeros either way, and repair
+             * clears it back to 0.  A zeroed-grain entry (1) in a child must
+             * not become 0 again, which would show the parent. */
+            if (below_zero && (gte == 0 || !e->disk->parent))
                 r = set_entry(e, s, gi, gde, (uint32_t)(at / SECTOR));
             else
                 pend[(*npend)++] = (struct pending){gi, (uint32_t)(at / SECTOR)};

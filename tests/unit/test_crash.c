@@ -40,6 +40,8 @@ struct model {
     size_t nf;
 };
 
+static char state_desc[96]; /* which state is being checked, for failures */
+
 static void quiet(const char *line)
 {
     (void)line; /* thousands of "not closed cleanly" notices */
@@ -161,6 +163,35 @@ static void compare(const struct model *m, const uint8_t *got, size_t cut, const
             ok = !memcmp(alt, got + p, SEC);
         }
         if (!ok) {
+            /* say what the sector holds instead, to tell lost from garbage */
+            int holds = -2;
+            pattern(0, 0, alt);
+            if (!memcmp(alt, got + p, SEC))
+                holds = -1;
+            if (!memcmp(m->init + p, got + p, SEC))
+                holds = 0;
+            for (size_t i = 0; holds == -2 && i < m->nw; i++) {
+                pattern(m->w[i].id, off / SEC, alt);
+                if (!memcmp(alt, got + p, SEC))
+                    holds = (int)i + 1;
+            }
+            int wants = -2;
+            pattern(0, 0, alt);
+            if (!memcmp(alt, want + p, SEC))
+                wants = -1;
+            if (!memcmp(m->init + p, want + p, SEC))
+                wants = 0;
+            for (size_t i = 0; wants == -2 && i < m->nw; i++) {
+                pattern(m->w[i].id, off / SEC, alt);
+                if (!memcmp(alt, want + p, SEC))
+                    wants = (int)i + 1;
+            }
+            cr_log_error("%s: flushed content is code %d (write no. %d)", what, wants, wants - 1);
+            cr_log_error("%s: at op %zu, sector %llu holds %s %d (zero: -1, initial: 0, "
+                         "unknown: -2); last completed flush began at op %zu; %s",
+                         what, cut, (unsigned long long)(off / SEC),
+                         holds > 0 ? "guest write no." : "code", holds > 0 ? holds - 1 : holds,
+                         since, state_desc);
             free(want);
             cr_assert_fail("%s: crash at op %zu: guest byte %llu holds neither its flushed content "
                            "nor a later write",
@@ -286,6 +317,7 @@ static size_t enumerate(struct scenario *sc, vdk_store *rec, const struct rec_sn
         if (k % step && k != n && np)
             continue;
         vdk_store *st = rec_copy(run);
+        snprintf(state_desc, sizeof(state_desc), "the whole prefix");
         verify_state(sc, st, k);
         st->ops->destroy(st);
         states++;
@@ -305,6 +337,8 @@ static size_t enumerate(struct scenario *sc, vdk_store *rec, const struct rec_sn
                 continue;
             st = rec_copy(ck);
             rec_apply(rec, st, ck_at, k, drop);
+            snprintf(state_desc, sizeof(state_desc), "the prefix without %zu of %zu pending writes",
+                     dropped, np);
             verify_state(sc, st, k);
             st->ops->destroy(st);
             states++, reordered++;
