@@ -38,6 +38,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap "exit 143" TERM INT HUP # so that the cleanup runs then too
 kind=- round=-
 cd "$dir"
 echo "killtest: seed $seed, $rounds rounds per kind (KILLTEST_SEED=$seed to repeat)"
@@ -71,9 +72,9 @@ verified() { sed -n 's/^verify: \([0-9]*\) blocks.*/\1/p' "$1"; }
 # the verifier itself: a file holding older versions than were fsync'd fails
 truncate -s 4M self.raw
 "$kw" init self.j 0 $((4 << 20)) zero
-"$kw" run self.raw self.j -c 200 -n 5 -s "$seed" 2>/dev/null
+"$kw" run self.raw self.j -c 60 -n 10 -s "$seed" 2>/dev/null
 cp self.raw self-old.raw
-"$kw" run self.raw self.j -c 100 -n 5 -s $((seed + 1)) 2>/dev/null
+"$kw" run self.raw self.j -c 30 -n 10 -s $((seed + 1)) 2>/dev/null
 "$kw" verify self.raw self.j >/dev/null || fail "verifier rejects a good file"
 if "$kw" verify self-old.raw self.j >/dev/null 2>&1; then fail "verifier accepts lost writes"; fi
 rm -f self*
@@ -83,11 +84,12 @@ blocks=0
 repairs=0
 unclean=0
 leftovers=0
-declare -A kills_of
+declare -A kills_of secs_of
 # kind: how the disk is made, where the writer and fio write
 kinds=${KILLTEST_KINDS:-monolithicSparse twoGbMaxExtentSparse vmfsSparse seSparse monolithicFlat}
 for kind in $kinds; do
     round=0
+    t0=$SECONDS
     mkdir "$kind"
     cd "$kind"
     size=64M region_off=$((4 << 20)) region_len=$((32 << 20)) fio_off=40M fio_size=16M
@@ -196,10 +198,11 @@ for kind in $kinds; do
         echo "[$kind round $round] killed after ${ms} ms (fsync every $every): $(sed -n 's/^killwriter: //p' writer.log)"
         echo "    repairs $r; $(sed 's/^verify: //' verify.txt)"
     done
+    secs_of[$kind]=$((SECONDS - t0))
     cd "$dir"
 done
 round=-
 summary=""
-for k in $kinds; do summary+=" $k=${kills_of[$k]}"; done
+for k in $kinds; do summary+=" $k=${kills_of[$k]} (${secs_of[$k]} s)"; done
 echo "killtest: $kills kills survived ($summary ), $blocks blocks verified, $repairs repairs made" \
     "($unclean unclean marks, $leftovers other crash findings before the repair)"
