@@ -3,7 +3,8 @@
 #
 #   contrib/setup.sh demo   install what is missing, build, show a demo disk
 #   contrib/setup.sh test   install what is missing, build, run every test
-#                           (once normally and once under ASan+UBSan)
+#                           (once normally, once under ASan+UBSan, then
+#                           short libFuzzer campaigns in a clang build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,4 +96,7 @@ build build -DVDK_TESTS=ON
 build build-asan -DVDK_TESTS=ON -DVDK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --no-tests=error --output-on-failure -j "$jobs")
-echo "setup: all tests passed (plain and ASan+UBSan builds)"
+# libFuzzer campaigns on the format parsers (20 s per target, two at a time).
+build build-fuzz -DVDK_TESTS=OFF -DVDK_FUZZ=ON -DCMAKE_C_COMPILER=clang
+(cd build-fuzz && ctest -L fuzz --no-tests=error --output-on-failure -j "$jobs")
+echo "setup: all tests passed (plain, ASan+UBSan and fuzz builds)"

@@ -16,9 +16,11 @@
 #                   20 MB in, too far for a seed)
 #   descriptor      the descriptors of all of these, plus a few naming the
 #                   base disk the fuzz store holds
+# and the malformed images of tests/corpus, by kind.
 set -euo pipefail
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 vdk=$(abs "$1") mkimage=$(abs "$2") vdkwrite=$(abs "$3") out=$(abs "$4")
+corpus=$(cd "$(dirname "$0")/../corpus" 2>/dev/null && pwd) || corpus=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$out"
@@ -129,4 +131,27 @@ desc child-flat.vmdk '# Disk DescriptorFile' version=1 CID=fffffffe parentCID=12
 desc ctk.vmdk '# Disk DescriptorFile' version=3 CID=1 parentCID=ffffffff 'createType="vmfs"' \
     'changeTrackPath="ctk-ctk.vmdk"' 'RW 512 VMFS "base-flat.vmdk"' \
     'ddb.virtualHWVersion = "14"' 'ddb.uuid = "60 00 C2 9a"' 'ddb.longContentID = "x"'
+# The hand-built malformed images of tests/corpus, each in its target's
+# corpus: they start the fuzzer next to the checks they trip.
+small() { [ "$(stat -c %s "$1")" -lt 262144 ]; }
+for f in ${corpus:+"$corpus"/*}; do
+    n=$(basename "$f")
+    case $n in
+    sparse-*.vmdk) small "$f" && cp "$f" "$out/sparse/" && cp "$f" "$out/repair/" ;;
+    stream-*.vmdk | qstream-*.vmdk) small "$f" && cp "$f" "$out/stream/" ;;
+    cowd-* | sesparse-* | desc-* | chain-*)
+        [ -d "$f" ] || continue
+        for x in "$f"/*; do
+            case $n:$x in
+            cowd-*:*-delta.vmdk) t=cowd ;;
+            sesparse-*:*-sesparse.vmdk) t=sesparse ;;
+            *-flat.vmdk) continue ;;
+            desc-*:*.vmdk | chain-*:*.vmdk) grep -qI . "$x" 2>/dev/null && t=descriptor || continue ;;
+            *) continue ;;
+            esac
+            small "$x" && cp "$x" "$out/$t/$n-$(basename "$x")"
+        done
+        ;;
+    esac
+done
 echo "seeds.sh: $(find "$out" -type f | wc -l) seeds in $out"
