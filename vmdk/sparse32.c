@@ -155,7 +155,11 @@ static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
         int r = ext_read_u32(e, s->rgd_off + gi / s->n_gtes * 4, &rgde);
         if (r < 0)
             return r;
-        if (rgde && (r = write_u32(e, (uint64_t)rgde * SECTOR + idx, gte)) < 0)
+        /* Only a redundant table inside the file is kept in step: a damaged
+         * directory entry may point anywhere up to 2 TiB, and writing there
+         * would grow the file that far (vdk check reports such a table). */
+        if (rgde && (uint64_t)rgde * SECTOR + s->gt_bytes <= ext_file_size(e) &&
+            (r = write_u32(e, (uint64_t)rgde * SECTOR + idx, gte)) < 0)
             return r;
     }
     return write_u32(e, (uint64_t)gde * SECTOR + idx, gte);
