@@ -450,7 +450,7 @@ static void write_workload(const char *what, vdk_store *s, const char *top)
     free_scenario(sc);
 }
 
-Test(crash, writes_monolithic_sparse, .timeout = 600)
+Test(crash, writes_monolithic_sparse, .timeout = 3600)
 {
     vdk_store *s;
     vdk_store_mem_new(&s);
@@ -460,7 +460,7 @@ Test(crash, writes_monolithic_sparse, .timeout = 600)
     s->ops->destroy(s);
 }
 
-Test(crash, writes_twogb_sparse, .timeout = 600)
+Test(crash, writes_twogb_sparse, .timeout = 3600)
 {
     vdk_store *s;
     vdk_store_mem_new(&s);
@@ -480,17 +480,17 @@ static void child_writes(const char *what, const char *type)
     s->ops->destroy(s);
 }
 
-Test(crash, writes_sparse_child, .timeout = 600)
+Test(crash, writes_sparse_child, .timeout = 3600)
 {
     child_writes("monolithicSparse child writes", "monolithicSparse");
 }
 
-Test(crash, writes_vmfs_sparse_child, .timeout = 600)
+Test(crash, writes_vmfs_sparse_child, .timeout = 3600)
 {
     child_writes("vmfsSparse child writes", "vmfsSparse");
 }
 
-Test(crash, writes_sesparse_child, .timeout = 600)
+Test(crash, writes_sesparse_child, .timeout = 3600)
 {
     child_writes("seSparse child writes", "seSparse");
 }
@@ -532,13 +532,13 @@ static void grow_case(const char *what, const char *type, uint64_t to)
     s->ops->destroy(s);
 }
 
-Test(crash, grow_sparse, .timeout = 600)
+Test(crash, grow_sparse, .timeout = 3600)
 {
     /* far enough that the grain directory outgrows its place and moves */
     grow_case("grow monolithicSparse", "monolithicSparse", 40ull << 30);
 }
 
-Test(crash, grow_twogb, .timeout = 600)
+Test(crash, grow_twogb, .timeout = 3600)
 {
     grow_case("grow twoGbMaxExtentSparse", "twoGbMaxExtentSparse", 5ull << 30);
 }
@@ -567,7 +567,7 @@ static void meta_case(const char *what, const char *type, const char *value)
     s->ops->destroy(s);
 }
 
-Test(crash, metadata, .timeout = 600)
+Test(crash, metadata, .timeout = 3600)
 {
     meta_case("metadata in place", "monolithicSparse", "lsilogic");
     meta_case("metadata, separate descriptor", "twoGbMaxExtentSparse", "buslogic");
@@ -584,7 +584,7 @@ static void do_child(vdk_store *rec, struct scenario *sc)
     vdk_close(d);
 }
 
-Test(crash, child_creation, .timeout = 600)
+Test(crash, child_creation, .timeout = 3600)
 {
     const char *types[] = {"monolithicSparse", "twoGbMaxExtentSparse", "vmfsSparse", "seSparse"};
     for (int t = 0; t < 4; t++) {
@@ -607,7 +607,7 @@ static void do_commit(vdk_store *rec, struct scenario *sc)
     cr_assert_eq(vdk_commit(rec, sc->name, 0, NULL, NULL, &err), 0, "%s", err.message);
 }
 
-Test(crash, commit, .timeout = 600)
+Test(crash, commit, .timeout = 3600)
 {
     vdk_store *s;
     vdk_store_mem_new(&s);
@@ -666,13 +666,13 @@ static void rewrite_case(const char *what, const char *type, store_op op)
     s->ops->destroy(s);
 }
 
-Test(crash, shrink, .timeout = 600)
+Test(crash, shrink, .timeout = 3600)
 {
     rewrite_case("shrink monolithicSparse", "monolithicSparse", do_shrink);
     rewrite_case("shrink twoGbMaxExtentSparse", "twoGbMaxExtentSparse", do_shrink);
 }
 
-Test(crash, defragment, .timeout = 600)
+Test(crash, defragment, .timeout = 3600)
 {
     rewrite_case("defragment monolithicSparse", "monolithicSparse", do_defrag);
 }
