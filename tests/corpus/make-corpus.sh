@@ -346,7 +346,7 @@ one("stream-gte-past-eof", damaged(STREAM, [(VL["gt"] + 20, "I", 0x00100000)]), 
     "grain 5 points past the end of the file")
 one("stream-gte-into-header", damaged(STREAM, [(VL["gt"] + 20, "I", 2)]), LOOKUP,
     "grain 5 points inside the header area")
-one("stream-gte-into-gt", damaged(STREAM, [(VL["gt"] + 20, "I", VL["gt"] // SEC)]), READS,
+one("stream-gte-into-gt", damaged(STREAM, [(VL["gt"] + 20, "I", VL["gt"] // SEC)]), LOOKUP,
     "grain 5 points at the grain table")
 # QEMU's stream layout: tables at the front, no footer
 one("qstream-trunc-midgrain", damaged(QSTREAM, cut=QL["g0"] + 3000), READS,
@@ -441,7 +441,7 @@ flat_case("desc-control-chars-late", flat_desc([GOOD_FLAT], extra=LATE + ESCAPES
           "terminal escape sequences and a CR inside ddb values after byte 512 (info must not "
           "print them raw)")
 flat_case("desc-control-chars-name",
-          flat_desc(['RW 128 FLAT "f-fl\x1b[2Jat\rx.vmdk" 0'], extra=LATE), ALL,
+          LATE.encode() + flat_desc(['RW 128 FLAT "f-fl\x1b[2Jat\rx.vmdk" 0']), ALL,
           "an escape sequence and a CR in the name of a missing extent (the error must not "
           "print them raw)")
 flat_case("desc-second-createtype",
