@@ -146,7 +146,11 @@ for kind in $kinds; do
         wrc=0
         wait "$wpid" || wrc=$?
         forget "$wpid"
-        [ $wrc = 3 ] || { cat writer.log >&2; fail "killwriter exit status $wrc, not 3 (mount gone)"; }
+        [ $wrc = 3 ] || {
+            cat writer.log >&2
+            tail -5 vdkfs.log >&2 # why vdkfs refused, if it did
+            fail "killwriter exit status $wrc, not 3 (mount gone)"
+        }
         wait "$fpid" 2>/dev/null || true
         forget "$fpid"
         fusermount3 -uz m
