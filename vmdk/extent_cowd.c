@@ -1,6 +1,7 @@
 /* COWD extents (vmfsSparse: the -delta.vmdk redo logs of ESXi snapshots).
  * A 2048-byte header, a grain directory of u32 sectors, grain tables of
  * 4096 u32 grain sectors, 0 meaning "not here". */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "engine.h"
@@ -58,6 +59,18 @@ static int cowd_open(struct extent *e, vdk_error *err)
                         "%s: COWD directory (sector %u, %u entries) lies "
                         "outside the file",
                         e->name, gd_off, gd_entries);
+    /* Lookups (and vdk check) use the entries the capacity needs; more
+     * would read the first grain table as directory entries. */
+    t->gd_entries = need;
+    int r = s32_scan_meta(e, t, err);
+    if (r < 0)
+        return r;
+    if (gd_entries > need &&
+        s32_in_meta(t, t->gd_off + need * 4, t->gd_off + (uint64_t)gd_entries * 4))
+        snprintf(t->finding, sizeof(t->finding),
+                 "%s: COWD header gives %u directory entries, %llu are needed, and the "
+                 "directory would then overlap a grain table (numGDEntries is wrong)",
+                 e->name, gd_entries, (unsigned long long)need);
     if (le32(h + COWD_UNCLEAN))
         e->disk->unclean = 1;
     uint64_t free_at = (uint64_t)le32(h + COWD_FREE_SECTOR) * SECTOR;

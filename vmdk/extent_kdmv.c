@@ -3,6 +3,7 @@
  * grain-table (GT) sectors; GT entries give grain sectors.  Compressed
  * (stream) grains start with a marker {u64 lba, u32 size} and zlib data. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <zlib.h>
 
@@ -20,7 +21,7 @@
 #define ZSLOTS            4u
 
 struct zslot {
-    uint64_t gte;
+    uint64_t gte, lba;
     unsigned char *buf;
 };
 
@@ -145,6 +146,13 @@ static int kdmv_open(struct extent *e, vdk_error *err)
     if ((k->flags & FLAG_RGD) && rgd && rgd <= e->file_size / SECTOR &&
         rgd * SECTOR + t->gd_entries * 4 <= e->file_size)
         t->rgd_off = rgd * SECTOR;
+    else if ((k->flags & FLAG_RGD) && rgd)
+        /* Reading goes on with the primary tables, but the disk has lost
+         * its redundancy: vdk check must say so rather than pass. */
+        snprintf(t->finding, sizeof(t->finding),
+                 "%s: redundant grain directory (sector %llu, %llu entries) lies outside the "
+                 "file; only the primary tables are left",
+                 e->name, (unsigned long long)rgd, (unsigned long long)t->gd_entries);
     if (!t->compressed && overhead > e->file_size / SECTOR)
         return vdk_fail(err, VDK_E_CORRUPT,
                         "%s: file is %llu bytes, shorter than its %llu "
@@ -153,7 +161,7 @@ static int kdmv_open(struct extent *e, vdk_error *err)
     /* Stream files of empty disks may end before their nominal overhead. */
     t->min_grain = min_u64(overhead, e->file_size / SECTOR) * SECTOR;
     t->alloc_next = (e->file_size + t->grain - 1) / t->grain * t->grain;
-    return 0;
+    return s32_scan_meta(e, t, err);
 }
 
 static int kdmv_status(struct extent *e, uint64_t off, uint64_t len, struct run *r)
@@ -186,7 +194,9 @@ static int kdmv_set_unclean(struct extent *e, int unclean)
     return w < 0 ? vdk_status_from_errno((int)w) : 0;
 }
 
-static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, unsigned char *out)
+/* Inflate the grain at sector gte, which must hold guest sector lba. */
+static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, uint64_t lba,
+                         unsigned char *out)
 {
     uint64_t at = (uint64_t)gte * SECTOR;
     uint64_t limit = k->t.grain * 2 + 4096; /* deflate never grows data this much */
@@ -196,6 +206,14 @@ static int inflate_grain(struct extent *e, struct kdmv *k, uint32_t gte, unsigne
         int rc = ext_pread_exact(e, m, sizeof(m), at);
         if (rc < 0)
             return rc;
+        /* The marker says which grain it holds: a table entry pointing at
+         * another grain's data (or at anything but a grain) would otherwise
+         * read as valid, wrong data. */
+        if (le64(m) != lba)
+            return disk_fail(e->disk, VDK_E_CORRUPT,
+                             "%s: compressed grain at sector %u holds guest sector %llu, "
+                             "its table entry is for sector %llu",
+                             e->name, gte, (unsigned long long)le64(m), (unsigned long long)lba);
         csize = le32(m + 8);
         at += 12;
         if (csize == 0 || csize > limit || at + csize > e->file_size)
@@ -238,10 +256,10 @@ static int kdmv_read_indirect(struct extent *e, uint64_t off, void *buf, size_t 
     int rc = s32_lookup(e, &k->t, off / k->t.grain, &gte, &gde);
     if (rc < 0)
         return rc;
-    uint64_t in = off % k->t.grain;
+    uint64_t in = off % k->t.grain, lba = off / k->t.grain * (k->t.grain / SECTOR);
     pthread_mutex_lock(&k->zlock);
     for (unsigned i = 0; i < ZSLOTS; i++) {
-        if (k->slots[i].buf && k->slots[i].gte == gte) {
+        if (k->slots[i].buf && k->slots[i].gte == gte && k->slots[i].lba == lba) {
             memcpy(buf, k->slots[i].buf + in, len);
             pthread_mutex_unlock(&k->zlock);
             return 0;
@@ -252,7 +270,7 @@ static int kdmv_read_indirect(struct extent *e, uint64_t off, void *buf, size_t 
     unsigned char *g = malloc(k->t.grain);
     if (!g)
         return -VDK_E_NOMEM;
-    rc = inflate_grain(e, k, gte, g);
+    rc = inflate_grain(e, k, gte, lba, g);
     if (rc < 0) {
         free(g);
         return rc;
@@ -263,6 +281,7 @@ static int kdmv_read_indirect(struct extent *e, uint64_t off, void *buf, size_t 
     free(s->buf);
     s->buf = g;
     s->gte = gte;
+    s->lba = lba;
     pthread_mutex_unlock(&k->zlock);
     return 0;
 }

@@ -90,6 +90,26 @@ static int se_open(struct extent *e, vdk_error *err)
     if (s->gd_off > lim || gd_size > lim || s->gd_off + gd_size > lim || s->gt_off > lim ||
         gt_size > lim || s->grains_off > lim || gr_size > (1ull << 47))
         return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse regions lie outside the file", e->name);
+    /* The regions must not overlap one another (nor the header): a grain
+     * area laid over the tables would read tables as data and writes would
+     * clobber them. */
+    for (int i = 0; i < 8; i++) {
+        uint64_t a = le64(h + 80 + 16 * i), an = le64(h + 88 + 16 * i);
+        uint64_t ae = a + an < a ? UINT64_MAX : a + an;
+        if (an && a == 0)
+            return vdk_fail(err, VDK_E_CORRUPT, "%s: seSparse region %d overlaps the header",
+                            e->name, i);
+        for (int j = i + 1; an && j < 8; j++) {
+            uint64_t b = le64(h + 80 + 16 * j), bn = le64(h + 88 + 16 * j);
+            uint64_t be = b + bn < b ? UINT64_MAX : b + bn;
+            if (bn && a < be && b < ae)
+                return vdk_fail(err, VDK_E_CORRUPT,
+                                "%s: seSparse regions %d (sector %llu, %llu sectors) and %d "
+                                "(sector %llu, %llu sectors) overlap",
+                                e->name, i, (unsigned long long)a, (unsigned long long)an, j,
+                                (unsigned long long)b, (unsigned long long)bn);
+        }
+    }
     s->gd_entries = gd_size * SECTOR / 8;
     s->gt_count = gt_size / SE_GT_SECTORS;
     s->grains_count = gr_size / SE_GRAIN;

@@ -1,6 +1,7 @@
 /* Grain directory + u32 grain tables: lookup, runs and allocating writes. */
 #include "sparse32.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,81 @@ void s32_init(struct s32 *s)
 void s32_destroy(struct s32 *s)
 {
     pthread_mutex_destroy(&s->lock);
+    free(s->meta);
+    s->meta = NULL;
+}
+
+static int add_area(struct s32 *s, size_t *cap, uint64_t start, uint64_t len)
+{
+    if (start < s->min_grain || len == 0)
+        return 0; /* below the grains: classify() already refuses it */
+    if (s->n_meta == *cap) {
+        size_t n = *cap ? *cap * 2 : 16;
+        void *p = realloc(s->meta, n * sizeof(*s->meta));
+        if (!p)
+            return -VDK_E_NOMEM;
+        s->meta = p;
+        *cap = n;
+    }
+    s->meta[s->n_meta++] = (struct s32_area){start, start + len};
+    return 0;
+}
+
+static int cmp_area(const void *a, const void *b)
+{
+    const struct s32_area *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int s32_scan_meta(struct extent *e, struct s32 *s, vdk_error *err)
+{
+    size_t cap = 0;
+    uint32_t chunk[1024];
+    uint64_t dirs[2] = {s->gd_off, s->rgd_off};
+    for (int k = 0; k < 2; k++) {
+        if (k == 1 && !s->rgd_off)
+            break;
+        int r = add_area(s, &cap, dirs[k], s->gd_entries * 4);
+        for (uint64_t i = 0; r == 0 && i < s->gd_entries; i += 1024) {
+            size_t n = (size_t)min_u64(1024, s->gd_entries - i);
+            int64_t got = e->file->ops->pread(e->file, chunk, n * 4, dirs[k] + i * 4);
+            if (got != (int64_t)(n * 4))
+                return vdk_fail(err, got < 0 ? vdk_status_from_errno((int)got) : VDK_E_CORRUPT,
+                                "%s: grain directory at %llu unreadable", e->name,
+                                (unsigned long long)dirs[k]);
+            for (size_t j = 0; r == 0 && j < n; j++) {
+                uint32_t gde = le32(&chunk[j]);
+                if (gde)
+                    r = add_area(s, &cap, (uint64_t)gde * SECTOR, s->gt_bytes);
+            }
+        }
+        if (r < 0)
+            return vdk_fail(err, r, "%s: out of memory", e->name);
+    }
+    qsort(s->meta, s->n_meta, sizeof(*s->meta), cmp_area);
+    for (size_t i = 1; i < s->n_meta; i++) {
+        if (s->meta[i].start < s->meta[i - 1].end && !s->finding[0])
+            snprintf(s->finding, sizeof(s->finding),
+                     "%s: grain tables or directories overlap at byte %llu (a directory entry "
+                     "or the directory size is wrong)",
+                     e->name, (unsigned long long)s->meta[i].start);
+        if (s->meta[i].end < s->meta[i - 1].end)
+            s->meta[i].end = s->meta[i - 1].end;
+    }
+    return 0;
+}
+
+int s32_in_meta(const struct s32 *s, uint64_t a, uint64_t b)
+{
+    size_t lo = 0, hi = s->n_meta;
+    while (lo < hi) { /* first area starting at or after b */
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->meta[mid].start < b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && s->meta[lo - 1].end > a;
 }
 
 int s32_lookup(struct extent *e, struct s32 *s, uint64_t gi, uint32_t *gte, uint32_t *gde)
@@ -39,12 +115,18 @@ static int classify(struct extent *e, struct s32 *s, uint32_t gte, uint64_t off,
         return 0;
     }
     uint64_t gstart = (uint64_t)gte * SECTOR, size = ext_file_size(e);
-    if (gstart < s->min_grain || gstart >= size)
+    /* A grain that overlaps a table would read (and a write would clobber)
+     * metadata: refused like one inside the header. */
+    int meta = gstart < s->min_grain ||
+               (s->n_meta && s32_in_meta(s, gstart, gstart + (s->compressed ? 12 : s->grain)));
+    if (meta || gstart >= size)
         return disk_fail(e->disk, VDK_E_CORRUPT,
                          "%s: grain for offset %llu points to sector "
                          "%u, %s",
                          e->name, (unsigned long long)off, gte,
-                         gstart >= size ? "past the end of the file" : "inside the metadata");
+                         gstart >= size          ? "past the end of the file"
+                         : gstart < s->min_grain ? "inside the metadata"
+                                                 : "inside a grain table or directory");
     if (s->compressed) {
         *r = (struct run){.kind = RUN_INDIRECT, .len = n};
         return 0;
@@ -298,6 +380,7 @@ struct s32_check {
     struct check_ctx *ctx;
     uint8_t *seen; /* one bit per grain slot of the file */
     uint64_t slots;
+    unsigned char *grain; /* compressed extents: room to inflate one grain */
 };
 
 static int fix_entry(struct s32_check *c, uint64_t at, uint32_t v)
@@ -333,7 +416,9 @@ static int check_table(struct s32_check *c, uint64_t gdi, uint32_t gde)
         uint64_t need = s->compressed ? 12 : s->grain;
         const char *bad = at < s->min_grain  ? "inside the metadata"
                           : at + need > size ? "past the end of the file"
-                                             : NULL;
+                          : s->n_meta && s32_in_meta(s, at, at + need)
+                              ? "inside a grain table or directory"
+                              : NULL;
         uint64_t slot = (at - s->min_grain) / (s->compressed ? SECTOR : s->grain);
         if (!bad && !s->compressed && (at - s->min_grain) % s->grain)
             bad = NULL; /* unaligned grains are legal, just not tracked exactly */
@@ -341,6 +426,19 @@ static int check_table(struct s32_check *c, uint64_t gdi, uint32_t gde)
             if (c->seen[slot / 8] & (1u << (slot % 8)))
                 bad = "shared with another grain";
             c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        }
+        if (!bad && c->grain) {
+            /* A compressed grain is only sound if it inflates: its marker
+             * and zlib stream are read here as a read of it would.  (Not
+             * repairable: the data is gone.) */
+            uint64_t goff = (gdi * s->n_gtes + i) * s->grain;
+            if (e->ops->read_indirect(e, goff, c->grain,
+                                      (size_t)min_u64(s->grain, e->size - goff)) < 0) {
+                vdk_error err;
+                vdk_last_error(e->disk, &err);
+                check_say(c->ctx, 1, "%s", err.message);
+            }
+            continue;
         }
         if (!bad)
             continue;
@@ -393,8 +491,15 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
     c.slots =
         size > s->min_grain ? (size - s->min_grain) / (s->compressed ? SECTOR : s->grain) + 1 : 0;
     c.seen = calloc(c.slots / 8 + 1, 1);
-    if (!c.seen)
+    if (s->compressed && e->ops->read_indirect)
+        c.grain = malloc(s->grain);
+    if (!c.seen || (s->compressed && !c.grain)) {
+        free(c.seen);
+        free(c.grain);
         return -VDK_E_NOMEM;
+    }
+    if (s->finding[0])
+        check_say(ctx, 1, "%s", s->finding);
     int r = 0;
     for (uint64_t gdi = 0; r == 0 && gdi < s->gd_entries; gdi++) {
         uint32_t gde;
@@ -424,6 +529,7 @@ int s32_check(struct extent *e, struct s32 *s, int repair, struct check_ctx *ctx
                   "(leaked by an interrupted write or held by tables; harmless)",
                   e->name, (unsigned long long)leaked);
     free(c.seen);
+    free(c.grain);
     return r;
 }
 

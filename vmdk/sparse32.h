@@ -24,10 +24,28 @@ struct s32 {
     int compressed;       /* grains are stream-compressed (read through the driver) */
     pthread_mutex_t lock; /* serialises allocation */
     uint64_t alloc_next;  /* where the next grain or table goes */
+    /* Directories and tables that lie at or above min_grain (COWD tables sit
+     * among the grains, VMware streams put theirs after them): a grain
+     * pointing into one would read metadata as data.  Sorted by start, with
+     * end the running maximum; filled at open by s32_scan_meta. */
+    struct s32_area {
+        uint64_t start, end;
+    } * meta;
+    size_t n_meta;
+    /* A problem found at open that does not stop reading (the redundant
+     * directory lies outside the file, tables overlap): vdk check reports it.
+     * Empty when none. */
+    char finding[256];
 };
 
 void s32_init(struct s32 *s);
 void s32_destroy(struct s32 *s);
+
+/* Read the directories (gd_off, rgd_off, gd_entries, gt_bytes and min_grain
+ * set) and note where metadata lies among the grains. */
+int s32_scan_meta(struct extent *e, struct s32 *s, vdk_error *err);
+/* Whether bytes [a, b) overlap a directory or table noted by s32_scan_meta. */
+int s32_in_meta(const struct s32 *s, uint64_t a, uint64_t b);
 
 /* Table entry of grain gi; *gde gets the directory entry (0: no table). */
 int s32_lookup(struct extent *e, struct s32 *s, uint64_t gi, uint32_t *gte, uint32_t *gde);
