@@ -128,12 +128,16 @@ static int check_named(struct fs *fs, const char *what, const char *name)
         const char *b = strrchr(n->name, '/');
         b = b ? b + 1 : n->name;
         if (!n->gone && (!strcmp(n->name, name) || !strcmp(b, name) || !strcmp(n->dname, name))) {
-            if (n->error && !strcmp(what, "disk"))
-                fprintf(stderr, "vdkfs: warning: %s\n", n->error);
+            /* the disk and the links below it: a damaged parent hides the
+             * named disk (it lives under the parent's children/) */
+            for (struct node *l = n; l && !strcmp(what, "disk");
+                 l = l->parent >= 0 ? fs->nodes[l->parent] : NULL)
+                if (l->error)
+                    vdkfs_say("warning: %s", l->error);
             return 0;
         }
     }
-    fprintf(stderr, "vdkfs: %s %s not found (or it is an extent of another disk)\n", what, name);
+    vdkfs_say("%s %s not found (or it is an extent of another disk)", what, name);
     return -1;
 }
 

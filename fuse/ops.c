@@ -410,7 +410,7 @@ static int io_errno(vdk_disk *d, int64_t r)
 {
     vdk_error e;
     vdk_last_error(d, &e);
-    fprintf(stderr, "vdkfs: %s\n", e.message);
+    vdkfs_say("%s", e.message);
     return vdk_errno((int)r);
 }
 
@@ -531,7 +531,7 @@ static int commit_key(struct fs *fs, fuse_ino_t ino, struct text *t)
     pthread_mutex_unlock(&n->lock);
     free(v);
     if (r < 0) {
-        fprintf(stderr, "vdkfs: %s\n", err.message);
+        vdkfs_say("%s", err.message);
         return -vdk_errno(r);
     }
     t->dirty = 0;
@@ -643,7 +643,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         k++;
     pthread_mutex_unlock(&n->lock);
     if (r < 0) {
-        fprintf(stderr, "vdkfs: %s\n", verr.message);
+        vdkfs_say("%s", verr.message);
         return (void)fuse_reply_err(req, vdk_errno(r));
     }
     struct fuse_entry_param e = {.ino = ino_of(n->idx, S_KEY + k)};
@@ -749,7 +749,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
     pthread_mutex_unlock(&n->lock);
     free(v);
     if (r < 0)
-        fprintf(stderr, "vdkfs: %s\n", verr.message);
+        vdkfs_say("%s", verr.message);
     fuse_reply_err(req, r < 0 ? vdk_errno(r) : 0);
 }
 
@@ -903,7 +903,7 @@ static void release_disk(struct node *n)
 {
     pthread_mutex_lock(&n->lock);
     if (n->disk && vdk_close(n->disk) < 0)
-        fprintf(stderr, "vdkfs: %s: closing failed\n", n->name);
+        vdkfs_say("%s: closing failed", n->name);
     n->disk = NULL;
     free(n->parts);
     n->parts = NULL;

@@ -1,6 +1,7 @@
 /* The tree of disks a mount shows: found by reading the folder, linked by
  * each disk's parentFileNameHint, opened lazily. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,28 @@ int tree_scan(struct fs *fs)
             n->error = strdup(msg);
         }
     }
+    /* A parentFileNameHint loop (a -> b -> a) leaves its links without a
+     * root: the mount showed nothing and said nothing.  Every link whose
+     * chain loops becomes a root carrying the error (its flat is absent). */
+    unsigned char *loops = calloc(fs->n_nodes, 1);
+    for (unsigned i = 1; loops && i < fs->n_nodes; i++) {
+        struct node *p = fs->nodes[i];
+        for (unsigned steps = 0; p->parent >= 0 && steps < fs->n_nodes; steps++)
+            p = fs->nodes[p->parent];
+        loops[i] = !fs->nodes[i]->gone && p->parent >= 0;
+    }
+    for (unsigned i = 1; loops && i < fs->n_nodes; i++) {
+        struct node *n = fs->nodes[i];
+        if (!loops[i])
+            continue;
+        n->parent = -1;
+        if (!n->error) {
+            char msg[VDK_NAME_MAX + 64];
+            snprintf(msg, sizeof(msg), "%s: parent chain loops back to itself", n->name);
+            n->error = strdup(msg);
+        }
+    }
+    free(loops);
     link_kids(fs);
     pthread_mutex_unlock(&fs->lock);
     for (unsigned i = 0; i < found.n; i++) {
@@ -324,6 +347,19 @@ void node_load_keys(struct node *n)
     free(buf);
 }
 
+void vdkfs_say(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    for (unsigned char *p = (unsigned char *)line; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "vdkfs: %s\n", line);
+}
+
 vdk_disk *node_disk(struct fs *fs, struct node *n)
 {
     if (n->disk)
@@ -337,7 +373,7 @@ vdk_disk *node_disk(struct fs *fs, struct node *n)
     if (r < 0) {
         n->disk = NULL;
         n->error = strdup(err.message);
-        fprintf(stderr, "vdkfs: %s\n", err.message);
+        vdkfs_say("%s", err.message);
         errno = vdk_errno(r);
         return NULL;
     }
@@ -351,7 +387,7 @@ int tree_close(struct fs *fs)
     for (unsigned i = 1; i < fs->n_nodes; i++) {
         struct node *n = fs->nodes[i];
         if (n->disk && vdk_close(n->disk) < 0) {
-            fprintf(stderr, "vdkfs: %s: closing failed; the disk may be marked unclean\n", n->name);
+            vdkfs_say("%s: closing failed; the disk may be marked unclean", n->name);
             failed = 1;
         }
         n->disk = NULL;

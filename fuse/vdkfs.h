@@ -71,6 +71,9 @@ struct node *tree_node(struct fs *fs, unsigned idx);
 unsigned tree_kids(struct fs *fs, struct node *n, unsigned *out, unsigned max);
 /* The disk handle of a node, opened on first use (NULL with errno set). */
 vdk_disk *node_disk(struct fs *fs, struct node *n);
+/* One line on stderr, "vdkfs: " first; control characters (which names
+ * and values read from a disk may hold) are shown as '?'. */
+void vdkfs_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reload the metadata key list from the handle (lock held). */
 void node_load_keys(struct node *n);
 /* Close every handle cleanly; -1 if any failed. */

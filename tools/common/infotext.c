@@ -83,5 +83,11 @@ char *info_text(vdk_disk *d, int *status)
         *status = -VDK_E_NOMEM;
         return NULL;
     }
+    /* Names and values come from the disk's descriptor: an escape sequence
+     * or a CR there must not reach the terminal (or vdkfs's info file) raw.
+     * Descriptor values never hold '\n', so the line breaks are ours. */
+    for (unsigned char *p = (unsigned char *)text; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f)
+            *p = '?';
     return text;
 }

@@ -14,12 +14,18 @@ const char *cli_cmd = "vdk";
 
 int cli_error(const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", cli_cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages quote names and values read from the disk's files: a line
+     * break there would split the one-line error, an escape sequence would
+     * reach the terminal.  Control characters are shown as '?'. */
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "%s: %s\n", cli_cmd, msg);
     return 1;
 }
 

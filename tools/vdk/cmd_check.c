@@ -71,9 +71,12 @@ int cmd_check(int argc, char **argv)
         if (run(path, &oo, 0, &problems) < 0)
             return 1;
     }
-    if (problems)
+    if (problems) {
         printf("%u problem%s found\n", problems, problems == 1 ? "" : "s");
-    else
+        /* The CLI contract: a failing command says on stderr, in one line,
+         * what failed and in which file (the findings are on stdout). */
+        cli_error("%s: %u problem%s found", path, problems, problems == 1 ? "" : "s");
+    } else
         printf("no problems found\n");
     return problems ? 1 : 0;
 }
