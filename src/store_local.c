@@ -29,6 +29,126 @@ static int valid_name(const char *name)
     return name && name[0] != '/' && strlen(name) < PATH_MAX;
 }
 
+#define WALK_DEPTH 256 /* folders deep */
+#define WALK_LINKS 40  /* symlinks followed, as the kernel allows */
+
+/* Replace the walk's remaining path with symlink target + what followed. */
+static int splice_link(char *path, size_t size, const char *target, const char *rest)
+{
+    if (target[0] == '/')
+        return -EXDEV; /* absolute: RESOLVE_BENEATH refuses it too */
+    char tmp[PATH_MAX * 2];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", target, rest) >= sizeof(tmp) ||
+        strlen(tmp) >= size)
+        return -ENAMETOOLONG;
+    strcpy(path, tmp);
+    return 0;
+}
+
+/* What openat2(RESOLVE_BENEATH) does, for systems without it (kernels
+ * before 5.6, seccomp filters that refuse it, valgrind before 3.20): walk
+ * the name one component at a time from the root, holding each folder open
+ * (O_PATH | O_NOFOLLOW, so nothing can be swapped under the walk), follow
+ * symlinks by hand and refuse any step that leaves the root. */
+static int walk_beneath(struct local_store *s, const char *name, int flags, mode_t mode)
+{
+    char path[PATH_MAX * 2], target[PATH_MAX];
+    int stack[WALK_DEPTH], depth = 0, links = 0, r = 0, fd = -1;
+    stack[0] = s->rootfd;
+    snprintf(path, sizeof(path), "%s", name);
+    char *p = path;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p) { /* the name ends at a folder */
+            fd = openat(stack[depth], ".", flags | O_CLOEXEC, mode);
+            r = fd < 0 ? -errno : 0;
+            break;
+        }
+        char comp[NAME_MAX + 1];
+        size_t n = strcspn(p, "/");
+        if (n > NAME_MAX) {
+            r = -ENAMETOOLONG;
+            break;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        p += n;
+        int last = p[strspn(p, "/")] == '\0';
+        if (!strcmp(comp, "."))
+            continue;
+        if (!strcmp(comp, "..")) {
+            if (depth == 0) {
+                r = -EXDEV;
+                break;
+            }
+            close(stack[depth--]);
+            continue;
+        }
+        int is_link = 0;
+        if (last) {
+            fd = openat(stack[depth], comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+            struct stat sb;
+            if (fd < 0 && errno == ELOOP)
+                is_link = 1;
+            else if (fd < 0)
+                r = -errno;
+            else if ((flags & O_PATH) && fstat(fd, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+                close(fd); /* O_PATH | O_NOFOLLOW opened the link itself */
+                fd = -1;
+                is_link = 1;
+            }
+            if (!is_link)
+                break;
+        } else {
+            int d = openat(stack[depth], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            struct stat sb;
+            if (d < 0 || fstat(d, &sb) < 0) {
+                r = -errno;
+                if (d >= 0)
+                    close(d);
+                break;
+            }
+            if (S_ISLNK(sb.st_mode)) {
+                close(d);
+                is_link = 1;
+            } else if (!S_ISDIR(sb.st_mode)) {
+                close(d);
+                r = -ENOTDIR;
+                break;
+            } else if (depth + 1 >= WALK_DEPTH) {
+                close(d);
+                r = -ELOOP;
+                break;
+            } else {
+                stack[++depth] = d;
+                continue;
+            }
+        }
+        /* a symlink: go on with its target, relative to this folder */
+        ssize_t k = readlinkat(stack[depth], comp, target, sizeof(target) - 1);
+        if (k < 0) {
+            r = -errno;
+            break;
+        }
+        target[k] = '\0';
+        if (++links > WALK_LINKS) {
+            r = -ELOOP;
+            break;
+        }
+        char rest[PATH_MAX * 2];
+        snprintf(rest, sizeof(rest), "%s", p);
+        if ((r = splice_link(path, sizeof(path), target, rest)) < 0)
+            break;
+        p = path;
+    }
+    while (depth > 0)
+        close(stack[depth--]);
+    return r < 0 ? r : fd;
+}
+
+static int no_openat2; /* set once openat2 said ENOSYS */
+
 /* openat2 confines resolution (symlinks included) beneath the root. */
 static int open_beneath(struct local_store *s, const char *name, int flags, mode_t mode)
 {
@@ -40,7 +160,13 @@ static int open_beneath(struct local_store *s, const char *name, int flags, mode
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
     const char *n = *name ? name : ".";
+    if (__atomic_load_n(&no_openat2, __ATOMIC_RELAXED))
+        return walk_beneath(s, n, flags, mode);
     long fd = syscall(SYS_openat2, s->rootfd, n, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS) {
+        __atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
+        return walk_beneath(s, n, flags, mode);
+    }
     if (fd < 0)
         return -errno;
     return (int)fd;
