@@ -13,10 +13,10 @@
  * test: zeros, or (init pattern) a pattern on runs of blocks, which 'pattern'
  * writes into a raw file that becomes the parent of a child disk.
  *
- * run loops until COUNT writes are done or a write or fsync fails (the mount
- * went away: exit status 3).  It plans EVERY writes of 1 to 64 blocks at
- * random places (a third of them in the first eighth of the region, so
- * blocks are overwritten often), each with a new version, appends one intent
+ * run loops until COUNT writes are done or the open, a write or an fsync
+ * fails because the mount went away (exit status 3).  It plans EVERY writes
+ * of 1 to 64 blocks at random places (a third of them in the first eighth of
+ * the region, so blocks are overwritten often), each with a new version, appends one intent
  * line per write to JOURNAL ("I version block count") and fsyncs it, does
  * the writes, fsyncs FILE, and only after that fsync returns appends
  * "D first last": those versions are durable.  JOURNAL lives outside the
@@ -263,7 +263,7 @@ static void journal_load(const char *path, struct model *m, int fix)
 {
     FILE *f = fopen(path, "r");
     if (!f)
-        die("cannot open the journal %s", path);
+        die("cannot open the journal %s: %s", path, strerror(errno));
     char line[256], init[16];
     if (!fgets(line, sizeof(line), f) ||
         sscanf(line, "R %" SCNu64 " %" SCNu64 " %15s", &m->off, &m->len, init) != 3 ||
@@ -302,7 +302,7 @@ static int journal_fd(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND);
     if (fd < 0)
-        die("cannot open the journal %s", path);
+        die("cannot open the journal %s: %s", path, strerror(errno));
     return fd;
 }
 
@@ -351,7 +351,7 @@ static int cmd_pattern(int argc, char **argv)
         die("%s: the journal's initial content is zeros", argv[3]);
     int fd = open(argv[2], O_WRONLY);
     if (fd < 0)
-        die("cannot open %s", argv[2]);
+        die("cannot open %s: %s", argv[2], strerror(errno));
     unsigned char buf[BLOCK];
     for (uint64_t b = 0; b < m.nblocks; b++) {
         if (!has_pattern(b))
@@ -391,8 +391,16 @@ static int cmd_run(int argc, char **argv)
         direct = 0;
         fd = open(argv[2], O_WRONLY);
     }
+    if (fd < 0 && (errno == ENOTCONN || errno == ECONNABORTED)) {
+        /* the daemon died while it opened the disk (a slow open) */
+        fprintf(stderr, "killwriter: 0 writes; stopped: opening %s: %s\n", argv[2],
+                strerror(errno));
+        model_free(&m);
+        close(jfd);
+        return EXIT_GONE;
+    }
     if (fd < 0)
-        die("cannot open %s", argv[2]);
+        die("cannot open %s: %s", argv[2], strerror(errno));
     unsigned char *buf;
     if (posix_memalign((void **)&buf, BLOCK, MAX_RUN * BLOCK))
         die("%s", "out of memory");
@@ -468,7 +476,7 @@ static int cmd_verify(int argc, char **argv)
     journal_load(argv[3], &m, record);
     int fd = open(argv[2], O_RDONLY);
     if (fd < 0)
-        die("cannot open %s", argv[2]);
+        die("cannot open %s: %s", argv[2], strerror(errno));
     unsigned char got[BLOCK];
     uint64_t untouched = 0, at_durable = 0, newer = 0, torn = 0, bad = 0;
     size_t ocap = 0, on = 0;
