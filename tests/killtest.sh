@@ -59,7 +59,7 @@ mount_disk() {
     fspid=$!
     pids+=("$fspid")
     mounts+=("$PWD/$2")
-    for _ in $(seq 100); do
+    for _ in $(seq 1200); do # a writable open after a crash repairs first: slow under ASan
         [ -e "$3" ] && return 0
         kill -0 "$fspid" 2>/dev/null || fail "vdkfs $1 exited: $(tail -3 vdkfs.log)"
         sleep 0.05
