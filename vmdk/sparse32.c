@@ -66,7 +66,8 @@ int s32_scan_meta(struct extent *e, struct s32 *s, vdk_error *err)
         if (r < 0)
             return vdk_fail(err, r, "%s: out of memory", e->name);
     }
-    qsort(s->meta, s->n_meta, sizeof(*s->meta), cmp_area);
+    if (s->n_meta > 1) /* qsort(NULL, 0) is undefined */
+        qsort(s->meta, s->n_meta, sizeof(*s->meta), cmp_area);
     for (size_t i = 1; i < s->n_meta; i++) {
         if (s->meta[i].start < s->meta[i - 1].end && !s->finding[0])
             snprintf(s->finding, sizeof(s->finding),
