@@ -86,10 +86,7 @@ unclean=0
 leftovers=0
 declare -A kills_of secs_of
 # kind: how the disk is made, where the writer and fio write
-# vmfsSparse is left out by default: killed mid-write, a COWD redo log can
-# lose fsync'd blocks (an open bug, reproduced with KILLTEST_KINDS=vmfsSparse
-# under the ASan build); run it by naming it until that is fixed.
-kinds=${KILLTEST_KINDS:-monolithicSparse twoGbMaxExtentSparse seSparse monolithicFlat}
+kinds=${KILLTEST_KINDS:-monolithicSparse twoGbMaxExtentSparse vmfsSparse seSparse monolithicFlat}
 for kind in $kinds; do
     round=0
     t0=$SECONDS

@@ -329,8 +329,14 @@ static int se_write(struct extent *e, uint64_t off, const void *buf, size_t len)
             if (r == 0 && gte && gte >> 60 != 1 && gte >> 60 != 2)
                 r = disk_fail(e->disk, VDK_E_CORRUPT, "%s: bad grain table entry %016llx", e->name,
                               (unsigned long long)gte);
-            if (r == 0 && npend == SE_BATCH)
+            if (r == 0 && npend == SE_BATCH) {
                 r = se_settle(e, s, pend, &npend);
+                /* the settle may have made this grain's table: a directory
+                 * entry of 0 read before it would make se_set() start another
+                 * table and orphan the one just filled (a write over 1 MiB) */
+                if (r == 0)
+                    r = se_lookup(e, s, gi, &gde, &gte);
+            }
             if (r == 0)
                 r = se_allocate(e, s, gi, gde, gte, in, p, n, pend, &npend);
         }

@@ -346,8 +346,15 @@ static int write_grain(struct extent *e, struct s32 *s, uint64_t gi, uint64_t in
         if (r == 0 && gte > 1)
             return ext_pwrite(e, buf, n, (uint64_t)gte * SECTOR + in);
     }
-    if (r == 0 && *npend == BATCH)
+    if (r == 0 && *npend == BATCH) {
         r = settle(e, s, pend, npend);
+        /* settle may have made this grain's table: with the directory entry
+         * read before it (0), allocate() would start another table and
+         * orphan the one just filled, losing the batch's grains (COWD, 512 B
+         * grains: any write of 16 KiB over parent data then a parent hole) */
+        if (r == 0)
+            r = s32_lookup(e, s, gi, &gte, &gde);
+    }
     return r < 0 ? r : allocate(e, s, gi, gte, gde, in, buf, n, pend, npend);
 }
 
