@@ -143,6 +143,25 @@ static uint8_t *durable_image(const struct model *m, size_t cut, size_t *since)
     return img;
 }
 
+/* What a sector's bytes are, for failure messages: -1 zeros, 0 the initial
+ * content, i + 1 guest write i, -2 none of these. */
+static int identify(const struct model *m, const uint8_t *sector, size_t pos, uint64_t off)
+{
+    uint8_t alt[SEC];
+    int code = -2;
+    pattern(0, 0, alt);
+    if (!memcmp(alt, sector, SEC))
+        code = -1;
+    if (!memcmp(m->init + pos, sector, SEC))
+        code = 0;
+    for (size_t i = 0; code == -2 && i < m->nw; i++) {
+        pattern(m->w[i].id, off / SEC, alt);
+        if (!memcmp(alt, sector, SEC))
+            code = (int)i + 1;
+    }
+    return code;
+}
+
 /* Compare what a crash state reads with the model: each sector holds its
  * durable content or what a write begun after that flush put there. */
 static void compare(const struct model *m, const uint8_t *got, size_t cut, const char *what)
@@ -164,28 +183,8 @@ static void compare(const struct model *m, const uint8_t *got, size_t cut, const
         }
         if (!ok) {
             /* say what the sector holds instead, to tell lost from garbage */
-            int holds = -2;
-            pattern(0, 0, alt);
-            if (!memcmp(alt, got + p, SEC))
-                holds = -1;
-            if (!memcmp(m->init + p, got + p, SEC))
-                holds = 0;
-            for (size_t i = 0; holds == -2 && i < m->nw; i++) {
-                pattern(m->w[i].id, off / SEC, alt);
-                if (!memcmp(alt, got + p, SEC))
-                    holds = (int)i + 1;
-            }
-            int wants = -2;
-            pattern(0, 0, alt);
-            if (!memcmp(alt, want + p, SEC))
-                wants = -1;
-            if (!memcmp(m->init + p, want + p, SEC))
-                wants = 0;
-            for (size_t i = 0; wants == -2 && i < m->nw; i++) {
-                pattern(m->w[i].id, off / SEC, alt);
-                if (!memcmp(alt, want + p, SEC))
-                    wants = (int)i + 1;
-            }
+            int holds = identify(m, got + p, p, off);
+            int wants = identify(m, want + p, p, off);
             cr_log_error("%s: flushed content is code %d (write no. %d)", what, wants, wants - 1);
             cr_log_error("%s: at op %zu, sector %llu holds %s %d (zero: -1, initial: 0, "
                          "unknown: -2); last completed flush began at op %zu; %s",
