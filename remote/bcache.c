@@ -1,0 +1,375 @@
+/* bcache.c - block cache, single-flight fetches and sequential read-ahead. */
+#include "bcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS    4096u
+#define JOB_BLOCKS 4u /* blocks per read-ahead request */
+
+enum { LOADING, READY };
+
+struct entry {
+    uint64_t fid, blk;
+    int state;
+    unsigned users;
+    char *data;
+    size_t len;
+    struct entry *hnext, *prev, *next; /* hash chain; LRU list (READY only) */
+};
+
+struct job {
+    struct bcache_file *f;
+    uint64_t blk;
+    unsigned count;
+    struct job *next;
+};
+
+struct bcache {
+    pthread_mutex_t lock;
+    pthread_cond_t changed, work;
+    size_t block, budget, used, readahead;
+    bcache_fetch_fn fetch;
+    struct entry *hash[BUCKETS];
+    struct entry lru; /* sentinel: lru.next is the most recent */
+    struct job *jobs, **jobs_tail;
+    uint64_t next_id;
+    unsigned nworkers;
+    int stop;
+    pthread_t *workers;
+};
+
+static unsigned bucket(uint64_t fid, uint64_t blk)
+{
+    uint64_t h = (fid * 0x9e3779b97f4a7c15ull) ^ (blk * 0xff51afd7ed558ccdull);
+    return (unsigned)(h >> 40) % BUCKETS;
+}
+
+static struct entry *lookup(struct bcache *c, uint64_t fid, uint64_t blk)
+{
+    for (struct entry *e = c->hash[bucket(fid, blk)]; e; e = e->hnext)
+        if (e->fid == fid && e->blk == blk)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(struct entry *e)
+{
+    if (e->prev) {
+        e->prev->next = e->next;
+        e->next->prev = e->prev;
+        e->prev = e->next = NULL;
+    }
+}
+
+static void lru_front(struct bcache *c, struct entry *e)
+{
+    lru_unlink(e);
+    e->next = c->lru.next;
+    e->prev = &c->lru;
+    c->lru.next->prev = e;
+    c->lru.next = e;
+}
+
+static void drop(struct bcache *c, struct entry *e)
+{
+    struct entry **p = &c->hash[bucket(e->fid, e->blk)];
+    while (*p != e)
+        p = &(*p)->hnext;
+    *p = e->hnext;
+    lru_unlink(e);
+    c->used -= e->len;
+    free(e->data);
+    free(e);
+}
+
+/* Keep within the budget: free least recently used blocks nobody copies. */
+static void evict(struct bcache *c)
+{
+    struct entry *e = c->lru.prev;
+    while (c->used > c->budget && e != &c->lru) {
+        struct entry *prev = e->prev;
+        if (!e->users)
+            drop(c, e);
+        e = prev;
+    }
+}
+
+static struct entry *insert_loading(struct bcache *c, struct bcache_file *f, uint64_t blk)
+{
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->fid = f->id;
+    e->blk = blk;
+    e->state = LOADING;
+    unsigned b = bucket(f->id, blk);
+    e->hnext = c->hash[b];
+    c->hash[b] = e;
+    return e;
+}
+
+static size_t block_len(struct bcache *c, struct bcache_file *f, uint64_t blk)
+{
+    uint64_t start = blk * c->block;
+    return start >= f->size ? 0 : (size_t)(f->size - start < c->block ? f->size - start : c->block);
+}
+
+/* Fetch blocks [blk, blk+n) (all LOADING and ours) with one request, then
+ * publish them; on failure remove them so waiters fetch for themselves. */
+static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsigned n)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += block_len(c, f, blk + i);
+    char *buf = malloc(total ? total : 1);
+    int64_t got = buf ? c->fetch(f->file, buf, total, blk * c->block) : -ENOMEM;
+    pthread_mutex_lock(&c->lock);
+    size_t pos = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct entry *e = lookup(c, f->id, blk + i);
+        size_t len = block_len(c, f, blk + i);
+        if (!e)
+            continue;
+        if (got < 0 || (size_t)got < pos + len || !(e->data = malloc(len ? len : 1))) {
+            drop(c, e);
+        } else {
+            memcpy(e->data, buf + pos, len);
+            e->len = len;
+            e->state = READY;
+            c->used += len;
+            lru_front(c, e);
+        }
+        pos += len;
+    }
+    evict(c);
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->lock);
+    free(buf);
+    if (got < 0)
+        return (int)got;
+    return (size_t)got < total ? -EIO : 0;
+}
+
+static void *worker(void *arg)
+{
+    struct bcache *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->jobs && !c->stop)
+            pthread_cond_wait(&c->work, &c->lock);
+        if (c->stop)
+            break;
+        struct job *j = c->jobs;
+        c->jobs = j->next;
+        if (!c->jobs)
+            c->jobs_tail = &c->jobs;
+        pthread_mutex_unlock(&c->lock);
+        fill_run(c, j->f, j->blk, j->count);
+        pthread_mutex_lock(&c->lock);
+        j->f->inflight--;
+        pthread_cond_broadcast(&c->changed);
+        free(j);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+int bcache_new(size_t block, size_t budget, size_t readahead, unsigned workers,
+               bcache_fetch_fn fetch, struct bcache **out)
+{
+    struct bcache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    pthread_cond_init(&c->work, NULL);
+    c->block = block;
+    c->budget = budget < 4 * block ? 4 * block : budget;
+    /* Read-ahead beyond half the budget would evict itself. */
+    c->readahead = readahead > c->budget / 2 ? c->budget / 2 : readahead;
+    c->fetch = fetch;
+    c->lru.next = c->lru.prev = &c->lru;
+    c->jobs_tail = &c->jobs;
+    c->workers = calloc(workers ? workers : 1, sizeof(pthread_t));
+    if (!c->workers) {
+        free(c);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        if (pthread_create(&c->workers[i], NULL, worker, c))
+            break;
+        c->nworkers++;
+    }
+    *out = c;
+    return 0;
+}
+
+void bcache_free(struct bcache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+    for (unsigned i = 0; i < c->nworkers; i++)
+        pthread_join(c->workers[i], NULL);
+    while (c->jobs) {
+        struct job *j = c->jobs;
+        c->jobs = j->next;
+        free(j);
+    }
+    for (unsigned b = 0; b < BUCKETS; b++)
+        while (c->hash[b])
+            drop(c, c->hash[b]);
+    free(c->workers);
+    pthread_cond_destroy(&c->work);
+    pthread_cond_destroy(&c->changed);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void bcache_attach(struct bcache *c, struct bcache_file *f)
+{
+    pthread_mutex_lock(&c->lock);
+    f->id = ++c->next_id;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void bcache_detach(struct bcache *c, struct bcache_file *f)
+{
+    pthread_mutex_lock(&c->lock);
+    /* Queued read-ahead of this file is pointless now. */
+    for (struct job **p = &c->jobs; *p;) {
+        struct job *j = *p;
+        if (j->f != f) {
+            p = &j->next;
+            continue;
+        }
+        *p = j->next;
+        for (unsigned i = 0; i < j->count; i++) {
+            struct entry *e = lookup(c, f->id, j->blk + i);
+            if (e)
+                drop(c, e);
+        }
+        f->inflight--;
+        free(j);
+    }
+    c->jobs_tail = &c->jobs;
+    while (*c->jobs_tail)
+        c->jobs_tail = &(*c->jobs_tail)->next;
+    while (f->inflight)
+        pthread_cond_wait(&c->changed, &c->lock);
+    for (unsigned b = 0; b < BUCKETS; b++)
+        for (struct entry *e = c->hash[b], *n; e; e = n) {
+            n = e->hnext;
+            if (e->fid == f->id)
+                drop(c, e);
+        }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Queue read-ahead of the window after 'blk' (called with the lock). */
+static void read_ahead(struct bcache *c, struct bcache_file *f, uint64_t blk)
+{
+    uint64_t last = f->size ? (f->size - 1) / c->block : 0;
+    uint64_t end = blk + c->readahead / c->block;
+    uint64_t b = f->ahead_next > blk ? f->ahead_next : blk + 1;
+    if (end > last)
+        end = last;
+    while (c->nworkers && b <= end) {
+        if (lookup(c, f->id, b)) {
+            b++;
+            continue;
+        }
+        struct job *j = calloc(1, sizeof(*j));
+        if (!j)
+            break;
+        j->f = f;
+        j->blk = b;
+        while (j->count < JOB_BLOCKS && b <= end && !lookup(c, f->id, b)) {
+            if (!insert_loading(c, f, b))
+                break;
+            j->count++;
+            b++;
+        }
+        if (!j->count) {
+            free(j);
+            break;
+        }
+        f->inflight++;
+        *c->jobs_tail = j;
+        c->jobs_tail = &j->next;
+        pthread_cond_signal(&c->work);
+    }
+    f->ahead_next = b;
+}
+
+/* Copy what the cache holds of block blk into dst, fetching the run of
+ * missing blocks from blk to last_blk first.  Returns bytes copied. */
+static int64_t read_block(struct bcache *c, struct bcache_file *f, uint64_t blk, uint64_t last_blk,
+                          char *dst, size_t skip, size_t want)
+{
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        struct entry *e = lookup(c, f->id, blk);
+        if (e && e->state == READY) {
+            e->users++;
+            lru_front(c, e);
+            pthread_mutex_unlock(&c->lock);
+            size_t n = e->len > skip ? e->len - skip : 0;
+            n = n < want ? n : want;
+            memcpy(dst, e->data + skip, n);
+            pthread_mutex_lock(&c->lock);
+            e->users--;
+            pthread_mutex_unlock(&c->lock);
+            return (int64_t)n;
+        }
+        if (e) {
+            pthread_cond_wait(&c->changed, &c->lock);
+            continue;
+        }
+        unsigned n = 0;
+        while (blk + n <= last_blk && !lookup(c, f->id, blk + n) && insert_loading(c, f, blk + n))
+            n++;
+        pthread_mutex_unlock(&c->lock);
+        if (!n)
+            return -ENOMEM;
+        int r = fill_run(c, f, blk, n);
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&c->lock);
+    }
+}
+
+int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off)
+{
+    if (off >= f->size || !len)
+        return 0;
+    if (len > f->size - off)
+        len = (size_t)(f->size - off);
+    uint64_t first = off / c->block, last = (off + len - 1) / c->block;
+    size_t done = 0;
+    for (uint64_t b = first; b <= last; b++) {
+        size_t skip = b == first ? (size_t)(off % c->block) : 0;
+        int64_t n = read_block(c, f, b, last, (char *)buf + done, skip, len - done);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    pthread_mutex_lock(&c->lock);
+    /* Two reads in a row that continue each other make a sequential run. */
+    f->run = off == f->seq_next ? f->run + 1 : 0;
+    f->seq_next = off + done;
+    if (f->run >= 1 && c->readahead >= c->block)
+        read_ahead(c, f, last);
+    else
+        f->ahead_next = 0;
+    pthread_mutex_unlock(&c->lock);
+    return (int64_t)done;
+}
