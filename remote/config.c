@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const struct key {
     const char *name;
@@ -27,6 +28,21 @@ static const struct key {
     {"vdk.remote.Retries", offsetof(struct rconfig, retries), 1, 0, 100},
 };
 
+static const struct skey {
+    const char *name;
+    size_t off, len;
+} skeys[] = {
+    {"vdk.server", offsetof(struct rconfig, server), sizeof(((struct rconfig *)0)->server)},
+    {"vdk.user", offsetof(struct rconfig, user), sizeof(((struct rconfig *)0)->user)},
+    {"vdk.passwordFile", offsetof(struct rconfig, password_file),
+     sizeof(((struct rconfig *)0)->password_file)},
+    {"vdk.thumbprint", offsetof(struct rconfig, thumbprint),
+     sizeof(((struct rconfig *)0)->thumbprint)},
+    {"vdk.caFile", offsetof(struct rconfig, cafile), sizeof(((struct rconfig *)0)->cafile)},
+    {"vdk.datacenter", offsetof(struct rconfig, datacenter),
+     sizeof(((struct rconfig *)0)->datacenter)},
+};
+
 static char *trim(char *s)
 {
     while (isspace((unsigned char)*s))
@@ -45,6 +61,16 @@ static char *trim(char *s)
 static int set_key(struct rconfig *c, const char *k, const char *v, unsigned line,
                    void (*warn)(const char *), char *err, size_t errlen)
 {
+    for (size_t i = 0; i < sizeof(skeys) / sizeof(*skeys); i++) {
+        if (strcasecmp(skeys[i].name, k))
+            continue;
+        if (strlen(v) >= skeys[i].len) {
+            snprintf(err, errlen, "config line %u: %s is too long", line, skeys[i].name);
+            return -EINVAL;
+        }
+        snprintf((char *)c + skeys[i].off, skeys[i].len, "%s", v);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
         if (strcasecmp(keys[i].name, k))
             continue;

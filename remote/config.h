@@ -11,6 +11,8 @@
  *   vixDiskLib.disklib.EnableCache    0/1: the block cache of remote reads
  *   vdk.remote.CacheMiB, vdk.remote.ReadAheadKiB, vdk.remote.Connections,
  *   vdk.remote.Retries                vdk's own tuning keys
+ *   vdk.server, vdk.user, vdk.passwordFile, vdk.thumbprint, vdk.caFile,
+ *   vdk.datacenter                    connection parameters
  * Unknown keys warn (VDDK has many that mean nothing here); a known key
  * with a bad value is an error.
  */
@@ -30,6 +32,9 @@ struct rconfig {
     long readahead_kib;
     int connections; /* HTTP handles kept alive */
     int retries;
+    /* connection parameters (vdk.server, ...), "" when not given */
+    char server[512], user[256], password_file[1024], thumbprint[160], cafile[1024];
+    char datacenter[256];
 };
 
 /* Defaults, then the file (when path is not NULL).  Warnings go to warn

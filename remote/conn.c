@@ -79,34 +79,33 @@ static int pick_datacenter(vdk_conn *c, const char *want, vdk_error *err)
     return 0;
 }
 
-int vdk_connect(const vdk_conn_params *p, vdk_conn **out, vdk_error *err)
+static const char *pick(const char *given, const char *from_config)
 {
-    *out = NULL;
-    const char *password = p->password ? p->password : getenv("VDK_PASSWORD");
-    if (!p->server || !*p->server)
-        return vdk_fail(err, -VDK_E_INVAL, "no server given");
-    if (!p->user || !*p->user)
-        return vdk_fail(err, -VDK_E_INVAL, "%s: no user name given", p->server);
-    if (!password)
-        return vdk_fail(err, -VDK_E_INVAL,
-                        "%s: no password (give a password file, or set VDK_PASSWORD)", p->server);
-    vdk_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return vdk_fail(err, -VDK_E_NOMEM, "out of memory");
-    c->flags = p->flags;
+    return given && *given ? given : *from_config ? from_config : NULL;
+}
+
+/* The first line of a password file, without its line end. */
+static int read_password(const char *path, char *out, size_t len, vdk_error *err)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return vdk_fail(err, vdk_status_from_errno(-errno), "password file %s: %s", path,
+                        strerror(errno));
+    int ok = fgets(out, (int)len, f) != NULL;
+    fclose(f);
+    if (!ok)
+        return vdk_fail(err, VDK_E_INVAL, "password file %s is empty", path);
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+static int open_session(vdk_conn *c, const vdk_conn_params *p, const char *password, vdk_error *err)
+{
     char msg[512];
-    int r = rconfig_load(&c->cfg, p->config, log_line, msg, sizeof(msg));
-    if (r < 0) {
-        free(c);
-        return vdk_fail(err, -VDK_E_INVAL, "%s", msg);
-    }
-    if (make_base(p->server, c->base, sizeof(c->base)) < 0) {
-        free(c);
-        return vdk_fail(err, -VDK_E_INVAL, "'%s' is not a server name or https:// URL", p->server);
-    }
+    const char *thumb = pick(p->thumbprint, c->cfg.thumbprint);
     struct rhttp_opts o = {.base = c->base,
-                           .thumbprint = p->thumbprint && *p->thumbprint ? p->thumbprint : NULL,
-                           .cafile = p->cafile,
+                           .thumbprint = thumb,
+                           .cafile = pick(p->cafile, c->cfg.cafile),
                            .connect_timeout_ms = c->cfg.connect_timeout_ms,
                            .read_timeout_ms = c->cfg.read_timeout_ms,
                            .write_timeout_ms = c->cfg.write_timeout_ms,
@@ -114,19 +113,48 @@ int vdk_connect(const vdk_conn_params *p, vdk_conn **out, vdk_error *err)
                            .pool = (unsigned)c->cfg.connections + 1,
                            .log_level = http_log_level(c->cfg.log_level),
                            .log = log_line};
-    r = rhttp_new(&o, &c->http, msg, sizeof(msg));
+    int r = rhttp_new(&o, &c->http, msg, sizeof(msg));
+    if (r < 0)
+        return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", c->base, msg);
+    c->vim.http = c->http;
+    r = rvim_login(&c->vim, pick(p->user, c->cfg.user), password, msg, sizeof(msg));
+    if (r < 0)
+        return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", c->base, msg);
+    const char *dc = pick(p->datacenter, c->cfg.datacenter);
+    return pick_datacenter(c, dc, err);
+}
+
+int vdk_connect(const vdk_conn_params *p, vdk_conn **out, vdk_error *err)
+{
+    *out = NULL;
+    vdk_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return vdk_fail(err, VDK_E_NOMEM, "out of memory");
+    c->flags = p->flags;
+    char msg[512], pwbuf[512];
+    int r = rconfig_load(&c->cfg, p->config, log_line, msg, sizeof(msg));
     if (r < 0) {
         free(c);
-        return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", p->server, msg);
+        return vdk_fail(err, VDK_E_INVAL, "%s", msg);
     }
-    c->vim.http = c->http;
-    r = rvim_login(&c->vim, p->user, password, msg, sizeof(msg));
-    if (r < 0) {
-        int st = vdk_fail(err, vdk_status_from_errno(r), "%s: %s", c->base, msg);
-        vdk_disconnect(c);
-        return st;
-    }
-    r = pick_datacenter(c, p->datacenter && *p->datacenter ? p->datacenter : NULL, err);
+    const char *server = pick(p->server, c->cfg.server);
+    const char *pwfile = pick(p->password_file, c->cfg.password_file);
+    const char *password = p->password;
+    r = 0;
+    if (!server)
+        r = vdk_fail(err, VDK_E_INVAL, "no server given");
+    else if (!pick(p->user, c->cfg.user))
+        r = vdk_fail(err, VDK_E_INVAL, "%s: no user name given", server);
+    else if (make_base(server, c->base, sizeof(c->base)) < 0)
+        r = vdk_fail(err, VDK_E_INVAL, "'%s' is not a server name or https:// URL", server);
+    if (!r && !password && pwfile && (r = read_password(pwfile, pwbuf, sizeof(pwbuf), err)) == 0)
+        password = pwbuf;
+    if (!r && !password && !(password = getenv("VDK_PASSWORD")))
+        r = vdk_fail(err, VDK_E_INVAL,
+                     "%s: no password (give a password file, or set VDK_PASSWORD)", server);
+    if (!r)
+        r = open_session(c, p, password, err);
+    memset(pwbuf, 0, sizeof(pwbuf));
     if (r < 0) {
         vdk_disconnect(c);
         return r;
@@ -139,8 +167,10 @@ void vdk_disconnect(vdk_conn *c)
 {
     if (!c)
         return;
-    rvim_logout(&c->vim);
-    rhttp_free(c->http);
+    if (c->vim.http)
+        rvim_logout(&c->vim);
+    if (c->http)
+        rhttp_free(c->http);
     free(c);
 }
 

@@ -21,6 +21,7 @@ struct ds_store {
     vdk_store base;
     vdk_conn *c;
     char ds[256];
+    char folder[1024]; /* "" or "dir/sub": the store's root in the datastore */
     char browser[64];
     struct bcache *cache; /* NULL when the cache is off */
 };
@@ -100,13 +101,24 @@ static int check_name(const char *name)
     return 0;
 }
 
-static int head(struct ds_store *s, const char *name, char *url, size_t ulen,
-                struct rhttp_reply *rep)
+/* The datastore path of a store name. */
+static int full_name(const struct ds_store *s, const char *name, char *out, size_t len)
 {
     int r = check_name(name);
     if (r < 0)
         return r;
-    r = rconn_folder_url(s->c, s->ds, name, url, ulen);
+    int n = snprintf(out, len, "%s%s%s", s->folder, s->folder[0] && name[0] ? "/" : "", name);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int head(struct ds_store *s, const char *name, char *url, size_t ulen,
+                struct rhttp_reply *rep)
+{
+    char path[2048];
+    int r = full_name(s, name, path, sizeof(path));
+    if (r < 0)
+        return r;
+    r = rconn_folder_url(s->c, s->ds, path, url, ulen);
     if (r < 0)
         return r;
     char err[512];
@@ -174,11 +186,11 @@ static int64_t parse_time(const char *t)
 static int ds_list(vdk_store *vs, const char *dir, vdk_list_cb cb, void *arg)
 {
     struct ds_store *s = (struct ds_store *)vs;
-    int r = check_name(dir);
+    char rel[2048], path[2400], msg[512], task[64];
+    int r = full_name(s, dir, rel, sizeof(rel));
     if (r < 0)
         return r;
-    char path[2048], msg[512], task[64];
-    snprintf(path, sizeof(path), "[%s] %s", s->ds, dir);
+    snprintf(path, sizeof(path), "[%s] %s", s->ds, rel);
     struct rbuf b = {0};
     rbuf_moref(&b, "_this", "HostDatastoreBrowser", s->browser);
     rbuf_elem(&b, "datastorePath", path);
@@ -255,7 +267,14 @@ static int ds_relativize(vdk_store *vs, const char *abs, char *out, size_t outle
     }
     if (check_name(path) < 0)
         return -EXDEV;
-    return (size_t)snprintf(out, outlen, "%s", path) >= outlen ? -ENAMETOOLONG : 0;
+    const char *rest = path;
+    size_t k = strlen(s->folder);
+    if (k) {
+        if (strncmp(path, s->folder, k) || path[k] != '/')
+            return -EXDEV;
+        rest = path + k + 1;
+    }
+    return (size_t)snprintf(out, outlen, "%s", rest) >= outlen ? -ENAMETOOLONG : 0;
 }
 
 static void ds_destroy(vdk_store *vs)
@@ -289,8 +308,14 @@ static int ds_cb(void *arg, xmlNodePtr obj)
     return 0;
 }
 
-int vdk_conn_store(vdk_conn *c, const char *ds, vdk_store **out, vdk_error *err)
+int vdk_conn_store(vdk_conn *c, const char *ds, const char *folder, vdk_store **out, vdk_error *err)
 {
+    size_t fl = folder ? strlen(folder) : 0;
+    while (fl && folder[fl - 1] == '/')
+        fl--;
+    if (fl >= sizeof(((struct ds_store *)0)->folder) || (folder && check_name(folder) < 0))
+        return vdk_fail(err, VDK_E_ESCAPE, "[%s] %s: not a folder inside the datastore", ds,
+                        folder);
     static const char *const paths[] = {"name", "browser", NULL};
     struct ds_pick p = {.want = ds};
     char msg[512];
@@ -306,6 +331,7 @@ int vdk_conn_store(vdk_conn *c, const char *ds, vdk_store **out, vdk_error *err)
     s->base.ops = &store_ops;
     s->c = c;
     snprintf(s->ds, sizeof(s->ds), "%s", ds);
+    snprintf(s->folder, sizeof(s->folder), "%.*s", (int)fl, folder ? folder : "");
     snprintf(s->browser, sizeof(s->browser), "%s", p.browser);
     if (c->cfg.cache &&
         bcache_new(BLOCK, (size_t)c->cfg.cache_mib << 20, (size_t)c->cfg.readahead_kib << 10,

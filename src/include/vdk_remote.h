@@ -27,12 +27,16 @@ typedef struct vdk_conn vdk_conn;
 typedef struct vdk_conn_params {
     const char *server; /* "host", "host:port" or "https://host[:port]" */
     const char *user;
-    const char *password;   /* NULL: $VDK_PASSWORD */
-    const char *thumbprint; /* NULL or the server certificate's SHA-1/SHA-256 */
-    const char *cafile;     /* NULL or a PEM file of extra trusted CAs */
-    const char *datacenter; /* NULL: the only one (ESXi: ha-datacenter) */
-    const char *config;     /* NULL or an InitEx-style config file */
-    unsigned flags;         /* VDK_CONN_* */
+    const char *password;      /* NULL: read password_file, else $VDK_PASSWORD */
+    const char *password_file; /* its first line is the password */
+    const char *thumbprint;    /* NULL or the server certificate's SHA-1/SHA-256 */
+    const char *cafile;        /* NULL or a PEM file of extra trusted CAs */
+    const char *datacenter;    /* NULL: the only one (ESXi: ha-datacenter) */
+    const char *config;        /* NULL or an InitEx-style config file; its keys
+                                  vdk.server, vdk.user, vdk.passwordFile,
+                                  vdk.thumbprint, vdk.caFile and
+                                  vdk.datacenter fill in what is NULL here */
+    unsigned flags;            /* VDK_CONN_* */
 } vdk_conn_params;
 
 enum {
@@ -57,8 +61,10 @@ VDK_API const char *const *vdk_transport_modes(void);
 VDK_API int vdk_dspath_split(const char *dspath, char *ds, size_t dslen, char *path,
                              size_t pathlen);
 
-/* A read-only store over datastore 'ds' (names are paths inside it). */
-VDK_API int vdk_conn_store(vdk_conn *c, const char *ds, vdk_store **out, vdk_error *err);
+/* A read-only store over folder 'folder' ("" for the top) of datastore
+ * 'ds'; names are paths inside that folder and cannot leave it. */
+VDK_API int vdk_conn_store(vdk_conn *c, const char *ds, const char *folder, vdk_store **out,
+                           vdk_error *err);
 
 /* A store that writes into the local folder 'local_root' and reads names it
  * does not hold from 'lower' (a remote datastore): redo logs of remote disks

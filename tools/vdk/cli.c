@@ -45,7 +45,7 @@ int cli_open_option(int opt, struct open_opts *o)
         o->flags |= VDK_OPEN_RAW;
         return 1;
     }
-    return 0;
+    return cli_remote_option(opt, &o->remote);
 }
 
 static int set_err(vdk_error *e, int code, const char *fmt, ...)
@@ -90,6 +90,7 @@ int cli_close(vdk_disk *d)
     if (root_store)
         root_store->ops->destroy(root_store);
     root_store = NULL;
+    cli_disconnect();
     return r;
 }
 
@@ -100,6 +101,8 @@ vdk_disk *cli_open(const char *path, const struct open_opts *o)
     struct open_opts oo = *o;
     oo.flags =
         (o->flags & CLI_OPEN_WRITE) ? o->flags & ~CLI_OPEN_WRITE : o->flags | VDK_OPEN_RDONLY;
+    if (o->remote.server || o->remote.config || path[0] == '[')
+        return cli_open_remote(path, &oo);
     int r = o->root ? open_under_root(path, &oo, &d, &root_store, &err)
                     : vdk_open(path, oo.flags, &d, &err);
     if (r < 0) {

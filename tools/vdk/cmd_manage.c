@@ -225,6 +225,10 @@ static int same_link(const char *name, const char *want)
 
 int cmd_changed(int argc, char **argv)
 {
+    /* --change-id asks vSphere's change tracking instead of the chain. */
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--change-id", 11))
+            return cmd_changed_remote(argc, argv);
     static const struct option opts[] = {{"since", required_argument, NULL, 's'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},

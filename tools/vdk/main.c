@@ -26,6 +26,15 @@ static const struct {
     {"check", cmd_check, "verify a disk's structures; --repair fixes them"},
     {"clone", cmd_clone, "copy a disk (flattening its chain) into a new disk or raw file"},
     {"convert", cmd_clone, "same as clone"},
+    {"transports", cmd_transports, "list the transport modes (file, https)"},
+    {"vms", cmd_vms, "show a vSphere VM's disks and snapshots"},
+    {"ls", cmd_ls, "list a datastore folder"},
+    {"snapshot", cmd_snapshot, "list, create or remove a VM's snapshots"},
+    {"prepare", cmd_prepare, "PrepareForAccess: keep vCenter from moving a VM's disks"},
+    {"end-access", cmd_end_access, "EndAccess: undo prepare"},
+    {"upload", cmd_upload, "copy a local disk's files to a datastore (HTTPS PUT)"},
+    {"backup", cmd_backup, "copy a VM's disk at a snapshot to a local disk (full or incremental)"},
+    {"restore", cmd_restore, "write a local disk or chain to a datastore"},
 };
 
 static void usage(FILE *f)
@@ -33,7 +42,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: vdk COMMAND [OPTIONS] ARGS...\n"
                "       vdk COMMAND --help\n\n"
                "Work with VMware virtual disks (VMDK): every createType, redo-log chains,\n"
-               "COWD (vmfsSparse) and seSparse snapshots.\n\nCommands:\n");
+               "COWD (vmfsSparse) and seSparse snapshots, locally or on ESXi/vCenter\n"
+               "datastores (--server; see vdk info --help).\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nExit status is 0 on success; otherwise one line on stderr says why.\n");
