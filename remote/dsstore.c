@@ -138,7 +138,9 @@ static int ds_open(vdk_store *vs, const char *name, unsigned flags, vdk_file **o
         return -ENOMEM;
     struct rhttp_reply rep = {0};
     int r = head(s, name, f->url, sizeof(f->url), &rep);
+    struct rhttp_reply got = rep; /* the free may clear it */
     rhttp_reply_free(&rep);
+    rep = got;
     if (r < 0 || !rep.has_length) {
         free(f);
         return r < 0 ? r : -EIO;
@@ -164,7 +166,9 @@ static int ds_stat(vdk_store *vs, const char *name, struct vdk_stat *st)
     char url[3072];
     struct rhttp_reply rep = {0};
     int r = head(s, name, url, sizeof(url), &rep);
+    struct rhttp_reply got = rep;
     rhttp_reply_free(&rep);
+    rep = got;
     if (r < 0)
         return r;
     /* A folder answers with a redirect to "name/" or an HTML listing
@@ -196,6 +200,7 @@ static int ds_list(vdk_store *vs, const char *dir, vdk_list_cb cb, void *arg)
     rbuf_elem(&b, "datastorePath", path);
     rbuf_add(&b, "<searchSpec><details><fileType>false</fileType><fileSize>true</fileSize>"
                  "<modification>true</modification><fileOwner>false</fileOwner></details>"
+                 "<matchPattern>*</matchPattern>"
                  "</searchSpec>");
     xmlDocPtr doc;
     xmlNodePtr ret;

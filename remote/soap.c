@@ -141,8 +141,15 @@ static int post(struct rvim *v, const char *method, const char *args, xmlDocPtr 
     snprintf(action, sizeof(action), "urn:vim25/%s", v->api_version[0] ? v->api_version : "6.5");
     struct rhttp_reply r = {0};
     char herr[400];
+    /* VDK_SOAP_TRACE=1 shows the conversation on stderr, except Login's
+     * request (it holds the password). */
+    int trace = getenv("VDK_SOAP_TRACE") != NULL;
+    if (trace && strcmp(method, "Login"))
+        fprintf(stderr, "soap> %s\n", b.p);
     int rc = rhttp_soap(v->http, "/sdk", action, b.p, &r, herr, sizeof(herr));
     rbuf_free(&b);
+    if (trace && rc == 0)
+        fprintf(stderr, "soap< %s\n", r.body ? r.body : "");
     if (rc < 0) {
         snprintf(err, errlen, "%s: %s", method, herr);
         return rc;
@@ -358,7 +365,7 @@ static void view_destroy(struct rvim *v, const char *view)
 int rvim_each(struct rvim *v, const char *type, const char *const *paths, rvim_obj_cb cb, void *arg,
               char *err, size_t errlen)
 {
-    char view[64];
+    char view[256];
     int rc = view_create(v, type, view, sizeof(view), err, errlen);
     if (rc < 0)
         return rc;
