@@ -1,6 +1,7 @@
 /* vdkfs: mount VMware virtual disks as a tree of files. */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vdkfs.h"
@@ -41,6 +43,22 @@ static const char usage[] =
     "    -s                     serve one request at a time\n"
     "    -o threads=N           at most N worker threads (default: one per CPU)\n"
     "    -o allow_other         let other users in (needs user_allow_other)\n"
+    "\n"
+    "Remote disks (SOURCE is '[datastore] folder/disk.vmdk' or '[datastore] folder/'):\n"
+    "    -o server=URL          ESXi host or vCenter (host[:port] or https://...)\n"
+    "    -o user=NAME           user to log in as\n"
+    "    -o password_file=FILE  its first line is the password (else $VDK_PASSWORD;\n"
+    "                           never on the command line)\n"
+    "    -o thumbprint=HEX      the server certificate's SHA-1 (AA:BB:..) or SHA-256;\n"
+    "                           without it the system CAs must trust the server\n"
+    "    -o cafile=FILE         also trust the CAs in this PEM file\n"
+    "    -o datacenter=DC       the datacenter (default: the only one)\n"
+    "    -o config=FILE         InitEx-style config (timeouts, log level, cache)\n"
+    "    -o vm=VM               SOURCE is then a disk of VM (device key, index,\n"
+    "                           label or file name); with -o snapshot=S, as of\n"
+    "                           the VM's snapshot S\n"
+    "    -o redo=DIR            writes go to a local redo log in DIR whose parent\n"
+    "                           is the remote disk (without it: read-only)\n"
     "    -h, --help             this text\n"
     "    -V, --version          version\n"
     "\n"
@@ -52,6 +70,7 @@ struct opts {
     char *snapshot;
     char *source;
     int ro;
+    struct remote_mount remote;
 };
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION };
@@ -59,6 +78,15 @@ enum { KEY_RO, KEY_HELP, KEY_VERSION };
 static const struct fuse_opt spec[] = {
     {"snapshot=%s", offsetof(struct opts, snapshot), 0},
     {"threads=%d", offsetof(struct opts, threads), 0},
+    {"server=%s", offsetof(struct opts, remote.server), 0},
+    {"user=%s", offsetof(struct opts, remote.user), 0},
+    {"password_file=%s", offsetof(struct opts, remote.password_file), 0},
+    {"thumbprint=%s", offsetof(struct opts, remote.thumbprint), 0},
+    {"cafile=%s", offsetof(struct opts, remote.cafile), 0},
+    {"datacenter=%s", offsetof(struct opts, remote.datacenter), 0},
+    {"config=%s", offsetof(struct opts, remote.config), 0},
+    {"vm=%s", offsetof(struct opts, remote.vm), 0},
+    {"redo=%s", offsetof(struct opts, remote.redo), 0},
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -120,6 +148,52 @@ static int open_source(struct fs *fs, const char *source)
     return 0;
 }
 
+/* A remote source starts threads and connections (HTTP pool, read-ahead)
+ * while it is opened, and threads do not survive fuse_daemonize's fork.
+ * So the daemon forks first: the parent waits until the child has mounted
+ * (or failed, having said why on the still shared stderr) and exits with
+ * its status. */
+static int fork_early(void)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(p[1]);
+        char c;
+        if (read(p[0], &c, 1) == 1)
+            _exit(0);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        _exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
+    }
+    close(p[0]);
+    return p[1];
+}
+
+/* The mount is up: detach from the terminal and release the parent. */
+static void daemon_ready(int fd)
+{
+    setsid();
+    if (chdir("/") < 0)
+        return;
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        if (nul > 2)
+            close(nul);
+    }
+    if (write(fd, "1", 1) < 0)
+        return;
+    close(fd);
+}
+
 /* The disk named on the command line (or by -o snapshot) must be there. */
 static int check_named(struct fs *fs, const char *what, const char *name)
 {
@@ -159,8 +233,19 @@ int main(int argc, char **argv)
     pthread_rwlock_init(&fs.ops_lock, NULL);
     fs.ro = o.ro;
     fs.debug = cl.debug;
-    if (open_source(&fs, o.source) < 0)
+    int remote = o.remote.server || o.remote.config || o.source[0] == '[';
+    int ready_fd = remote && !cl.foreground ? fork_early() : -1;
+    if (remote && o.remote.vm) {
+        /* snapshot= names the VM's snapshot, not a link of the chain. */
+        o.remote.vm_snapshot = o.snapshot;
+        o.snapshot = NULL;
+    }
+    if (remote ? remote_source(&fs, &o.remote, o.source) < 0 : open_source(&fs, o.source) < 0) {
+        remote_close(&o.remote);
         return 1;
+    }
+    if (remote && fs.ro && !o.ro)
+        fuse_opt_add_arg(&args, "-oro");
     if (o.snapshot) {
         size_t l = strlen(o.snapshot);
         if (l <= 5 || strcmp(o.snapshot + l - 5, ".vmdk"))
@@ -185,7 +270,10 @@ int main(int argc, char **argv)
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
         if (fuse_session_mount(se, cl.mountpoint) == 0) {
-            fuse_daemonize(cl.foreground);
+            if (ready_fd >= 0)
+                daemon_ready(ready_fd);
+            else
+                fuse_daemonize(cl.foreground);
             if (cl.singlethread) {
                 rc = fuse_session_loop(se);
             } else {
@@ -210,6 +298,7 @@ int main(int argc, char **argv)
     if (tree_close(&fs) < 0)
         rc = -1;
     fs.store->ops->destroy(fs.store);
+    remote_close(&o.remote);
     fuse_opt_free_args(&args);
     free(cl.mountpoint);
     if (fs.snapshot != o.snapshot)

@@ -61,6 +61,18 @@ struct fs {
     int debug;
 };
 
+/* -o server=... : where a remote SOURCE lives. */
+struct remote_mount {
+    char *server, *user, *password_file, *thumbprint, *cafile, *datacenter, *config;
+    char *vm, *vm_snapshot, *redo;
+    struct vdk_conn *conn;
+    vdk_store *lower; /* the datastore store under the overlay */
+};
+/* Connect and set fs->store/only/root_path for a remote SOURCE; -1 after
+ * saying why. */
+int remote_source(struct fs *fs, struct remote_mount *m, const char *source);
+void remote_close(struct remote_mount *m);
+
 /* (Re)read the folder: new disks appear, vanished ones are marked gone. */
 int tree_scan(struct fs *fs);
 /* Root disks (parent -1, visible) in order; returns the count. */

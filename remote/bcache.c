@@ -36,7 +36,7 @@ struct bcache {
     struct entry lru; /* sentinel: lru.next is the most recent */
     struct job *jobs, **jobs_tail;
     uint64_t next_id;
-    unsigned nworkers;
+    unsigned nworkers, want_workers;
     int stop;
     pthread_t *workers;
 };
@@ -198,11 +198,9 @@ int bcache_new(size_t block, size_t budget, size_t readahead, unsigned workers,
         free(c);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < workers; i++) {
-        if (pthread_create(&c->workers[i], NULL, worker, c))
-            break;
-        c->nworkers++;
-    }
+    /* Workers start with the first read-ahead: a daemon that forks after
+     * opening its disks (vdkfs) would otherwise lose them in the fork. */
+    c->want_workers = workers;
     *out = c;
     return 0;
 }
@@ -272,9 +270,18 @@ void bcache_detach(struct bcache *c, struct bcache_file *f)
     pthread_mutex_unlock(&c->lock);
 }
 
+static void start_workers(struct bcache *c)
+{
+    while (c->nworkers < c->want_workers &&
+           pthread_create(&c->workers[c->nworkers], NULL, worker, c) == 0)
+        c->nworkers++;
+    c->want_workers = c->nworkers; /* a failed create is not retried */
+}
+
 /* Queue read-ahead of the window after 'blk' (called with the lock). */
 static void read_ahead(struct bcache *c, struct bcache_file *f, uint64_t blk)
 {
+    start_workers(c);
     uint64_t last = f->size ? (f->size - 1) / c->block : 0;
     uint64_t end = blk + c->readahead / c->block;
     uint64_t b = f->ahead_next > blk ? f->ahead_next : blk + 1;

@@ -844,7 +844,9 @@ static void fail(struct req *r, const char *why, unsigned retried, char *err, si
     else
         snprintf(msg, sizeof msg, "%s %s: %s", r->method, r->path, why);
     say(err, errlen, "%s", msg);
-    if (r->h->log_level >= 1)
+    /* Callers report the failures that matter (a 404 while probing for a
+     * file is no error), so they are only logged with the requests. */
+    if (r->h->log_level >= 2)
         logf_h(r->h, "http: %s", msg);
 }
 

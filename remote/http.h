@@ -29,28 +29,28 @@
 struct rhttp;
 
 struct rhttp_opts {
-    const char *base;       /* "https://host[:port]" or "http://..." (no path) */
-    const char *thumbprint; /* NULL, or SHA-1 / SHA-256 of the server's leaf
-                               certificate as hex, ':' separators optional,
-                               any case; when set it replaces CA checks */
-    const char *cafile;     /* NULL, or a PEM file of extra trusted CAs */
-    long connect_timeout_ms; /* 0: 30000 */
-    long read_timeout_ms;    /* no byte for this long fails a request; 0: 60000 */
-    long write_timeout_ms;   /* same for uploads; 0: 60000 */
-    unsigned retries;        /* transient failures retried this often (0: 3) */
-    unsigned pool;           /* kept-alive handles (0: 4) */
-    int log_level;           /* 0 quiet, 1 errors, 2 requests, 3 + headers */
+    const char *base;              /* "https://host[:port]" or "http://..." (no path) */
+    const char *thumbprint;        /* NULL, or SHA-1 / SHA-256 of the server's leaf
+                                      certificate as hex, ':' separators optional,
+                                      any case; when set it replaces CA checks */
+    const char *cafile;            /* NULL, or a PEM file of extra trusted CAs */
+    long connect_timeout_ms;       /* 0: 30000 */
+    long read_timeout_ms;          /* no byte for this long fails a request; 0: 60000 */
+    long write_timeout_ms;         /* same for uploads; 0: 60000 */
+    unsigned retries;              /* transient failures retried this often (0: 3) */
+    unsigned pool;                 /* kept-alive handles (0: 4) */
+    int log_level;                 /* 0 quiet, 1 errors, 2 requests, 3 + headers */
     void (*log)(const char *line); /* where log lines go (NULL: stderr) */
 };
 
 /* A reply held in memory (SOAP, HEAD).  Free with rhttp_reply_free. */
 struct rhttp_reply {
-    long status;          /* HTTP status code, 0 if none arrived */
-    char *body;           /* NUL-terminated; NULL for HEAD */
+    long status; /* HTTP status code, 0 if none arrived */
+    char *body;  /* NUL-terminated; NULL for HEAD */
     size_t body_len;
-    uint64_t length;      /* Content-Length, when has_length */
+    uint64_t length; /* Content-Length, when has_length */
     int has_length;
-    int64_t mtime;        /* Last-Modified as seconds since the epoch, 0 if absent */
+    int64_t mtime; /* Last-Modified as seconds since the epoch, 0 if absent */
 };
 
 int rhttp_new(const struct rhttp_opts *o, struct rhttp **out, char *err, size_t errlen);
