@@ -98,7 +98,7 @@ int remote_source(struct fs *fs, struct remote_mount *m, const char *source)
     if (vdk_conn_store(m->conn, ds, path, &m->lower, &err) < 0)
         return vdkfs_say("%s", err.message), -1;
     fs->only = name ? strdup(name) : NULL;
-    if (!m->redo || fs->ro) {
+    if (!m->redo) {
         if (!fs->ro)
             vdkfs_say("remote disks are mounted read-only; -o redo=DIR keeps writes in a "
                       "local redo log");
@@ -113,7 +113,8 @@ int remote_source(struct fs *fs, struct remote_mount *m, const char *source)
         return vdkfs_say("redo folder %s: %s", m->redo, strerror(-r)), -1;
     if (!realpath(m->redo, fs->root_path))
         snprintf(fs->root_path, sizeof(fs->root_path), "%s", m->redo);
-    if (name && make_redo(fs, name) < 0)
+    /* Read-only with a redo folder shows what earlier writes left there. */
+    if (name && !fs->ro && make_redo(fs, name) < 0)
         return -1;
     return 0;
 }

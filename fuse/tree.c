@@ -372,7 +372,11 @@ vdk_disk *node_disk(struct fs *fs, struct node *n)
     int r = vdk_open_store(fs->store, n->name, n->writable ? 0 : VDK_OPEN_RDONLY, &n->disk, &err);
     if (r < 0) {
         n->disk = NULL;
-        n->error = strdup(err.message);
+        /* A failed read (a remote store's timeout, a dropped connection)
+         * may pass: the next access tries again.  Anything else about the
+         * disk is kept and shown. */
+        if (r != -VDK_E_IO)
+            n->error = strdup(err.message);
         vdkfs_say("%s", err.message);
         errno = vdk_errno(r);
         return NULL;

@@ -348,20 +348,40 @@ static int changed_window(vdk_conn *c, const char *vm, const char *snap, int key
     return r;
 }
 
+/* Areas the server splits at its window edges come out whole. */
+struct merge {
+    vdk_range_cb cb;
+    void *arg;
+    vdk_range pending;
+};
+
+static int merge_cb(void *arg, const vdk_range *r)
+{
+    struct merge *m = arg;
+    if (m->pending.length && m->pending.offset + m->pending.length == r->offset) {
+        m->pending.length += r->length;
+        return 0;
+    }
+    int rc = m->pending.length ? m->cb(m->arg, &m->pending) : 0;
+    m->pending = *r;
+    return rc;
+}
+
 int vdk_changed_areas(vdk_conn *c, const char *vm, const char *snap, int disk_key,
                       uint64_t capacity, const char *change_id, vdk_range_cb cb, void *arg,
                       vdk_error *err)
 {
+    struct merge m = {cb, arg, {0}};
     uint64_t start = 0;
     while (start < capacity) {
         uint64_t next;
-        int r =
-            changed_window(c, vm, snap, disk_key, start, change_id, capacity, cb, arg, &next, err);
+        int r = changed_window(c, vm, snap, disk_key, start, change_id, capacity, merge_cb, &m,
+                               &next, err);
         if (r)
             return r;
         start = next;
     }
-    return 0;
+    return m.pending.length ? cb(arg, &m.pending) : 0;
 }
 
 /* The methods a backup must keep vCenter from running on the VM while it
