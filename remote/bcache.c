@@ -7,14 +7,22 @@
 #include <string.h>
 
 #define BUCKETS    4096u
-#define JOB_BLOCKS 4u /* blocks per read-ahead request */
+#define JOB_BLOCKS 32u /* blocks per read-ahead request (8 MiB) */
 
 enum { LOADING, READY };
+
+/* One fetched run of blocks: its entries point into it, so a ranged GET
+ * lands in the cache without another copy. */
+struct chunk {
+    unsigned refs;
+    char data[];
+};
 
 struct entry {
     uint64_t fid, blk;
     int state;
     unsigned users;
+    struct chunk *chunk;
     char *data;
     size_t len;
     struct entry *hnext, *prev, *next; /* hash chain; LRU list (READY only) */
@@ -81,7 +89,8 @@ static void drop(struct bcache *c, struct entry *e)
     *p = e->hnext;
     lru_unlink(e);
     c->used -= e->len;
-    free(e->data);
+    if (e->chunk && !--e->chunk->refs)
+        free(e->chunk);
     free(e);
 }
 
@@ -124,19 +133,23 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += block_len(c, f, blk + i);
-    char *buf = malloc(total ? total : 1);
-    int64_t got = buf ? c->fetch(f->file, buf, total, blk * c->block) : -ENOMEM;
+    struct chunk *ch = malloc(sizeof(*ch) + (total ? total : 1));
+    int64_t got = ch ? c->fetch(f->file, ch->data, total, blk * c->block) : -ENOMEM;
     pthread_mutex_lock(&c->lock);
     size_t pos = 0;
+    if (ch)
+        ch->refs = 1; /* ours until the loop ends */
     for (unsigned i = 0; i < n; i++) {
         struct entry *e = lookup(c, f->id, blk + i);
         size_t len = block_len(c, f, blk + i);
         if (!e)
             continue;
-        if (got < 0 || (size_t)got < pos + len || !(e->data = malloc(len ? len : 1))) {
+        if (got < 0 || (size_t)got < pos + len) {
             drop(c, e);
         } else {
-            memcpy(e->data, buf + pos, len);
+            e->chunk = ch;
+            ch->refs++;
+            e->data = ch->data + pos;
             e->len = len;
             e->state = READY;
             c->used += len;
@@ -144,10 +157,11 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
         }
         pos += len;
     }
+    if (ch && !--ch->refs)
+        free(ch);
     evict(c);
     pthread_cond_broadcast(&c->changed);
     pthread_mutex_unlock(&c->lock);
-    free(buf);
     if (got < 0)
         return (int)got;
     return (size_t)got < total ? -EIO : 0;
@@ -287,6 +301,10 @@ static void read_ahead(struct bcache *c, struct bcache_file *f, uint64_t blk)
     uint64_t b = f->ahead_next > blk ? f->ahead_next : blk + 1;
     if (end > last)
         end = last;
+    /* Requests cost the server a round of work each: wait until a whole
+     * job's worth of the window is free (or the file ends) before asking. */
+    if (end < last && end + 1 < b + JOB_BLOCKS)
+        return;
     while (c->nworkers && b <= end) {
         if (lookup(c, f->id, b)) {
             b++;
@@ -370,12 +388,17 @@ int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t l
         done += (size_t)n;
     }
     pthread_mutex_lock(&c->lock);
-    /* Two reads in a row that continue each other make a sequential run. */
-    f->run = off == f->seq_next ? f->run + 1 : 0;
-    f->seq_next = off + done;
+    /* A read that starts near where the last ones ended continues a
+     * sequential run; near, because concurrent FUSE threads deliver the
+     * pieces of one stream slightly out of order. */
+    uint64_t slack = 4 * (uint64_t)c->block;
+    int near = off + slack >= f->seq_next && off <= f->seq_next + slack;
+    f->run = near ? f->run + 1 : 0;
+    if (!near || off + done > f->seq_next)
+        f->seq_next = off + done;
     if (f->run >= 1 && c->readahead >= c->block)
         read_ahead(c, f, last);
-    else
+    else if (!near)
         f->ahead_next = 0;
     pthread_mutex_unlock(&c->lock);
     return (int64_t)done;

@@ -124,8 +124,8 @@ int rconfig_load(struct rconfig *c, const char *path, void (*warn)(const char *l
                           .connect_timeout_ms = 30000,
                           .log_level = 1,
                           .cache = 1,
-                          .cache_mib = 64,
-                          .readahead_kib = 8192,
+                          .cache_mib = 192,
+                          .readahead_kib = 65536,
                           .connections = 4,
                           .retries = 3};
     if (!path)
