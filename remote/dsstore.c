@@ -37,7 +37,12 @@ static int64_t fetch(void *file, void *buf, size_t len, uint64_t off)
 {
     struct ds_file *f = file;
     char err[512];
+    unsigned gen = rvim_generation(&f->s->c->vim);
     int64_t r = rhttp_get_range(f->s->c->http, f->url, buf, len, off, err, sizeof(err));
+    /* vCenter ends idle sessions (30 minutes by default): a mount left
+     * alone that long logs in again on its next read. */
+    if (r == -EACCES && rvim_relogin(&f->s->c->vim, gen, err, sizeof(err)) == 0)
+        r = rhttp_get_range(f->s->c->http, f->url, buf, len, off, err, sizeof(err));
     if (r < 0)
         vdk_log("[%s] %s", f->s->ds, err);
     return r;
@@ -122,7 +127,10 @@ static int head(struct ds_store *s, const char *name, char *url, size_t ulen,
     if (r < 0)
         return r;
     char err[512];
+    unsigned gen = rvim_generation(&s->c->vim);
     r = rhttp_head(s->c->http, url, rep, err, sizeof(err));
+    if (r == -EACCES && rvim_relogin(&s->c->vim, gen, err, sizeof(err)) == 0)
+        r = rhttp_head(s->c->http, url, rep, err, sizeof(err));
     if (r < 0 && r != -ENOENT)
         vdk_log("[%s] %s: %s", s->ds, name, err);
     return r;
@@ -392,7 +400,12 @@ int vdk_upload_file(vdk_conn *c, vdk_store *src, const char *name, const char *d
     if (r == 0) {
         struct upload_src u = {f};
         struct upload_prog p = {cb, arg};
+        unsigned gen = rvim_generation(&c->vim);
         r = rhttp_put(c->http, url, size, upload_read, &u, upload_progress, &p, msg, sizeof(msg));
+        /* A restore clones before it uploads: the session may have ended. */
+        if (r == -EACCES && rvim_relogin(&c->vim, gen, msg, sizeof(msg)) == 0)
+            r = rhttp_put(c->http, url, size, upload_read, &u, upload_progress, &p, msg,
+                          sizeof(msg));
         if (r < 0)
             vdk_fail(err, vdk_status_from_errno(r), "upload to %s: %s", dspath, msg);
     } else {

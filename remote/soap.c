@@ -208,22 +208,43 @@ static int do_login(struct rvim *v, char *err, size_t errlen)
     char cookie[512];
     rhttp_get_cookie(v->http, cookie, sizeof(cookie));
     rhttp_set_cookie(v->http, cookie[0] ? cookie : NULL);
+    __atomic_add_fetch(&v->generation, 1, __ATOMIC_RELEASE);
     return 0;
+}
+
+unsigned rvim_generation(struct rvim *v)
+{
+    return __atomic_load_n(&v->generation, __ATOMIC_ACQUIRE);
+}
+
+int rvim_relogin(struct rvim *v, unsigned seen, char *err, size_t errlen)
+{
+    if (!v->password)
+        return -EACCES;
+    pthread_mutex_lock(&v->relogin);
+    int r = 0;
+    if (rvim_generation(v) == seen) {
+        /* Log in afresh: a server refuses Login on a session it still
+         * knows. */
+        rhttp_set_cookie(v->http, NULL);
+        r = do_login(v, err, errlen);
+    }
+    pthread_mutex_unlock(&v->relogin);
+    return r;
 }
 
 int rvim_call(struct rvim *v, const char *method, const char *args, xmlDocPtr *doc, xmlNodePtr *ret,
               char *err, size_t errlen)
 {
     char ft[96] = "";
+    unsigned gen = rvim_generation(v);
     int rc = post(v, method, args, doc, ret, ft, sizeof(ft), err, errlen);
     if (rc != -EACCES || strcmp(ft, "NotAuthenticated") || !v->password)
         return rc;
     /* The session expired (idle timeout, server restart): log in again
      * once, then repeat the call. */
-    pthread_mutex_lock(&v->relogin);
     char lerr[400];
-    int lr = do_login(v, lerr, sizeof(lerr));
-    pthread_mutex_unlock(&v->relogin);
+    int lr = rvim_relogin(v, gen, lerr, sizeof(lerr));
     if (lr < 0) {
         snprintf(err, errlen, "%s: session expired and logging in again failed: %s", method, lerr);
         return lr;

@@ -40,10 +40,17 @@ struct rvim {
     char user[256];
     char *password;
     pthread_mutex_t relogin;
+    unsigned generation; /* bumped by every login (under relogin) */
 };
 
 /* Fetch the ServiceContent and log in. */
 int rvim_login(struct rvim *v, const char *user, const char *password, char *err, size_t errlen);
+/* The session generation a caller saw before a request failed with
+ * NotAuthenticated or HTTP 401; rvim_relogin logs in again unless another
+ * thread already did since. */
+unsigned rvim_generation(struct rvim *v);
+int rvim_relogin(struct rvim *v, unsigned seen, char *err, size_t errlen);
+
 /* Log out (best effort) and free everything but the rhttp. */
 void rvim_logout(struct rvim *v);
 

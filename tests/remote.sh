@@ -148,6 +148,20 @@ printf 'vixDiskLib.nfc.ReadTimeoutMs = soon\n' >bad.cfg
 expect_fail "ReadTimeoutMs wants a whole number" "$vdk" info --config bad.cfg "${R[@]}" \
     "$ds vdk/sparse/s.vmdk"
 
+# --- an expired session: the mount logs in again ---------------------------
+printf 'vixDiskLib.disklib.EnableCache = 0\n' >nocache.cfg
+mkdir -p m8
+t "$vdkfs" -o "server=$VCSIM_URL,user=vdk,password_file=$dir/password,config=$dir/nocache.cfg" \
+    "$ds vdk/sparse/s.vmdk" m8 2>/dev/null || fail "vdkfs for the expiry test"
+mounts+=(m8)
+logins=$(vcsim_ctl /vdktest/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["logins"])')
+vcsim_ctl /vdktest/expire >/dev/null
+cmp m8/s/flat up/sparse/s.ref || fail "reads after the session expired"
+after=$(vcsim_ctl /vdktest/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["logins"])')
+[ "$after" -eq $((logins + 1)) ] || fail "expected one new login after expiry, saw $((after - logins))"
+fusermount3 -u m8
+mounts=()
+
 # --- dropped and stalled connections ---------------------------------------
 # one drop: the read resumes and the data is right
 vcsim_ctl "/vdktest/drop?after=100000&count=1" >/dev/null

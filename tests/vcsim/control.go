@@ -16,6 +16,8 @@ package main
 //	/vdktest/cbt?vm=MOREF&key=K[&changeId=ID][&enabled=0|1]
 //	                                     set the disk's backing changeId and
 //	                                     the VM's config.changeTrackingEnabled
+//	/vdktest/expire                      end every session so far (SOAP calls
+//	                                     get NotAuthenticated, /folder/ 401)
 //	/vdktest/reset                       forget every pending drop, stall
 //	                                     and fault
 //
@@ -95,6 +97,9 @@ func (x *extensions) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		x.mu.Unlock()
 		asJSON(&c)
+	case "/vdktest/expire":
+		x.expireSessions()
+		ok()
 	case "/vdktest/reset":
 		x.mu.Lock()
 		x.drop, x.stall, x.faults = dropPlan{}, stallPlan{}, map[string]int{}

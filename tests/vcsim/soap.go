@@ -62,7 +62,8 @@ type extensions struct {
 	mu       sync.Mutex
 	stats    counters
 	sessions map[string]bool
-	faults   map[string]int // method name -> remaining injected faults
+	expired  map[string]bool // sessions /vdktest/expire ended
+	faults   map[string]int  // method name -> remaining injected faults
 	drop     dropPlan
 	stall    stallPlan
 	disabled *disabledSet
@@ -78,6 +79,7 @@ func newExtensions(esx bool, user, pass string, cbtChunk int64, folderAuth bool)
 		cbtChunk:   cbtChunk,
 		folderAuth: folderAuth,
 		sessions:   map[string]bool{},
+		expired:    map[string]bool{},
 		faults:     map[string]int{},
 		disabled:   newDisabledSet(),
 		done:       make(chan struct{}),
@@ -183,6 +185,26 @@ func (x *extensions) sessionOK(r *http.Request) bool {
 	return x.sessions[strings.Trim(c.Value, `"`)]
 }
 
+func (x *extensions) sessionExpired(r *http.Request) bool {
+	c, err := r.Cookie(soap.SessionCookieName)
+	if err != nil {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.expired[strings.Trim(c.Value, `"`)]
+}
+
+// expireSessions ends every session handed out so far.
+func (x *extensions) expireSessions() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k := range x.sessions {
+		x.expired[k] = true
+		delete(x.sessions, k)
+	}
+}
+
 func (x *extensions) serveSOAP(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	x.mu.Lock()
 	x.stats.SOAP++
@@ -214,6 +236,17 @@ func (x *extensions) serveSOAP(w http.ResponseWriter, r *http.Request, next http
 	if injected {
 		msg := "injected fault: " + c.Method
 		writeFault(w, msg, &types.SystemError{Reason: msg})
+		return
+	}
+
+	// A session /vdktest/expire ended answers as vCenter does once its idle
+	// timeout has passed: NotAuthenticated, until the client logs in again.
+	if x.sessionExpired(r) && (c.Method == "Login" || c.Method == "RetrieveServiceContent") {
+		// The server has forgotten the session: the call arrives as if
+		// without a cookie.
+		r.Header.Del("Cookie")
+	} else if x.sessionExpired(r) {
+		writeFault(w, "The session is not authenticated.", &types.NotAuthenticated{NoPermission: types.NoPermission{Object: c.This, PrivilegeId: "System.View"}})
 		return
 	}
 
