@@ -255,8 +255,10 @@ int main(int argc, char **argv)
     }
     tree_scan(&fs);
     if ((fs.only && check_named(&fs, "disk", fs.only) < 0) ||
-        (o.snapshot && check_named(&fs, "snapshot", fs.snapshot) < 0))
+        (o.snapshot && check_named(&fs, "snapshot", fs.snapshot) < 0)) {
+        remote_close(&o.remote); /* logs out: no session left on the server */
         return 1;
+    }
     fuse_opt_add_arg(&args, "-odefault_permissions");
     fuse_opt_add_arg(&args, "-omax_read=1048576");
     char fsname[PATH_MAX + 32];
@@ -264,8 +266,10 @@ int main(int argc, char **argv)
     fuse_opt_add_arg(&args, fsname);
 
     struct fuse_session *se = fuse_session_new(&args, &vdkfs_ops, sizeof(vdkfs_ops), &fs);
-    if (!se)
+    if (!se) {
+        remote_close(&o.remote);
         return 1;
+    }
     fs.se = se;
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {

@@ -15,6 +15,7 @@ enum { LOADING, READY };
  * lands in the cache without another copy. */
 struct chunk {
     unsigned refs;
+    size_t size; /* charged to the budget while any block of it lives */
     char data[];
 };
 
@@ -88,9 +89,10 @@ static void drop(struct bcache *c, struct entry *e)
         p = &(*p)->hnext;
     *p = e->hnext;
     lru_unlink(e);
-    c->used -= e->len;
-    if (e->chunk && !--e->chunk->refs)
+    if (e->chunk && !--e->chunk->refs) {
+        c->used -= e->chunk->size;
         free(e->chunk);
+    }
     free(e);
 }
 
@@ -137,8 +139,11 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
     int64_t got = ch ? c->fetch(f->file, ch->data, total, blk * c->block) : -ENOMEM;
     pthread_mutex_lock(&c->lock);
     size_t pos = 0;
-    if (ch)
+    if (ch) {
         ch->refs = 1; /* ours until the loop ends */
+        ch->size = total;
+        c->used += total;
+    }
     for (unsigned i = 0; i < n; i++) {
         struct entry *e = lookup(c, f->id, blk + i);
         size_t len = block_len(c, f, blk + i);
@@ -152,13 +157,14 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
             e->data = ch->data + pos;
             e->len = len;
             e->state = READY;
-            c->used += len;
             lru_front(c, e);
         }
         pos += len;
     }
-    if (ch && !--ch->refs)
+    if (ch && !--ch->refs) {
+        c->used -= ch->size;
         free(ch);
+    }
     evict(c);
     pthread_cond_broadcast(&c->changed);
     pthread_mutex_unlock(&c->lock);
@@ -201,7 +207,7 @@ int bcache_new(size_t block, size_t budget, size_t readahead, unsigned workers,
     pthread_cond_init(&c->changed, NULL);
     pthread_cond_init(&c->work, NULL);
     c->block = block;
-    c->budget = budget < 4 * block ? 4 * block : budget;
+    c->budget = budget < 16 * block ? 16 * block : budget;
     /* Read-ahead beyond half the budget would evict itself. */
     c->readahead = readahead > c->budget / 2 ? c->budget / 2 : readahead;
     c->fetch = fetch;
@@ -357,8 +363,11 @@ static int64_t read_block(struct bcache *c, struct bcache_file *f, uint64_t blk,
             pthread_cond_wait(&c->changed, &c->lock);
             continue;
         }
-        unsigned n = 0;
-        while (blk + n <= last_blk && !lookup(c, f->id, blk + n) && insert_loading(c, f, blk + n))
+        /* A run stays well inside the budget, so publishing it cannot
+         * evict it again before it is copied out. */
+        unsigned n = 0, max = (unsigned)(c->budget / c->block / 4);
+        while (n < max && blk + n <= last_blk && !lookup(c, f->id, blk + n) &&
+               insert_loading(c, f, blk + n))
             n++;
         pthread_mutex_unlock(&c->lock);
         if (!n)

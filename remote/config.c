@@ -26,6 +26,7 @@ static const struct key {
     {"vdk.remote.ReadAheadKiB", offsetof(struct rconfig, readahead_kib), 0, 0, 1048576},
     {"vdk.remote.Connections", offsetof(struct rconfig, connections), 1, 1, 64},
     {"vdk.remote.Retries", offsetof(struct rconfig, retries), 1, 0, 100},
+    {"vdk.remote.TaskTimeoutS", offsetof(struct rconfig, task_timeout_s), 0, 1, 604800},
 };
 
 static const struct skey {
@@ -127,7 +128,8 @@ int rconfig_load(struct rconfig *c, const char *path, void (*warn)(const char *l
                           .cache_mib = 192,
                           .readahead_kib = 65536,
                           .connections = 4,
-                          .retries = 3};
+                          .retries = 3,
+                          .task_timeout_s = 6 * 3600};
     if (!path)
         return 0;
     FILE *f = fopen(path, "re");

@@ -10,7 +10,8 @@
  *   vixDiskLib.transport.LogLevel     0-6 as VDDK (>= 4 logs requests)
  *   vixDiskLib.disklib.EnableCache    0/1: the block cache of remote reads
  *   vdk.remote.CacheMiB, vdk.remote.ReadAheadKiB, vdk.remote.Connections,
- *   vdk.remote.Retries                vdk's own tuning keys
+ *   vdk.remote.Retries, vdk.remote.TaskTimeoutS
+ *                                     vdk's own tuning keys
  *   vdk.server, vdk.user, vdk.passwordFile, vdk.thumbprint, vdk.caFile,
  *   vdk.datacenter                    connection parameters
  * Unknown keys warn (VDDK has many that mean nothing here); a known key
@@ -32,6 +33,7 @@ struct rconfig {
     long readahead_kib;
     int connections; /* HTTP handles kept alive */
     int retries;
+    long task_timeout_s; /* a vSphere task (snapshot, search) ends by then */
     /* connection parameters (vdk.server, ...), "" when not given */
     char server[512], user[256], password_file[1024], thumbprint[160], cafile[1024];
     char datacenter[256];

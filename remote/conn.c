@@ -91,11 +91,16 @@ static int read_password(const char *path, char *out, size_t len, vdk_error *err
     if (!f)
         return vdk_fail(err, vdk_status_from_errno(-errno), "password file %s: %s", path,
                         strerror(errno));
+    setvbuf(f, NULL, _IONBF, 0); /* no stdio copy of the password left behind */
     int ok = fgets(out, (int)len, f) != NULL;
     fclose(f);
     if (!ok)
         return vdk_fail(err, VDK_E_INVAL, "password file %s is empty", path);
-    out[strcspn(out, "\r\n")] = '\0';
+    size_t n = strcspn(out, "\r\n");
+    if (!out[n] && n == len - 1)
+        return vdk_fail(err, VDK_E_INVAL, "password file %s: the password is longer than %zu bytes",
+                        path, len - 2);
+    out[n] = '\0';
     return 0;
 }
 
@@ -112,11 +117,13 @@ static int open_session(vdk_conn *c, const vdk_conn_params *p, const char *passw
                            .retries = (unsigned)c->cfg.retries,
                            .pool = (unsigned)c->cfg.connections + 1,
                            .log_level = http_log_level(c->cfg.log_level),
-                           .log = log_line};
+                           .log = log_line,
+                           .request_timeout_ms = c->cfg.request_timeout_ms};
     int r = rhttp_new(&o, &c->http, msg, sizeof(msg));
     if (r < 0)
         return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", c->base, msg);
     c->vim.http = c->http;
+    c->vim.task_timeout_s = c->cfg.task_timeout_s;
     r = rvim_login(&c->vim, pick(p->user, c->cfg.user), password, msg, sizeof(msg));
     if (r < 0)
         return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", c->base, msg);

@@ -41,8 +41,17 @@ static int64_t fetch(void *file, void *buf, size_t len, uint64_t off)
     int64_t r = rhttp_get_range(f->s->c->http, f->url, buf, len, off, err, sizeof(err));
     /* vCenter ends idle sessions (30 minutes by default): a mount left
      * alone that long logs in again on its next read. */
-    if (r == -EACCES && rvim_relogin(&f->s->c->vim, gen, err, sizeof(err)) == 0)
+    if (r == -EKEYEXPIRED && rvim_relogin(&f->s->c->vim, gen, err, sizeof(err)) == 0)
         r = rhttp_get_range(f->s->c->http, f->url, buf, len, off, err, sizeof(err));
+    if (r == -EKEYEXPIRED)
+        r = -EACCES;
+    /* HEAD gave the size: ending early is the server's fault, not a
+     * damaged disk. */
+    if (r >= 0 && (uint64_t)r < len && off + (uint64_t)r < f->cf.size) {
+        snprintf(err, sizeof(err), "GET %.300s: %lld of %zu bytes at %llu arrived", f->url,
+                 (long long)r, len, (unsigned long long)off);
+        r = -EIO;
+    }
     if (r < 0)
         vdk_log("[%s] %s", f->s->ds, err);
     return r;
@@ -129,8 +138,10 @@ static int head(struct ds_store *s, const char *name, char *url, size_t ulen,
     char err[512];
     unsigned gen = rvim_generation(&s->c->vim);
     r = rhttp_head(s->c->http, url, rep, err, sizeof(err));
-    if (r == -EACCES && rvim_relogin(&s->c->vim, gen, err, sizeof(err)) == 0)
+    if (r == -EKEYEXPIRED && rvim_relogin(&s->c->vim, gen, err, sizeof(err)) == 0)
         r = rhttp_head(s->c->http, url, rep, err, sizeof(err));
+    if (r == -EKEYEXPIRED)
+        r = -EACCES;
     if (r < 0 && r != -ENOENT)
         vdk_log("[%s] %s: %s", s->ds, name, err);
     return r;
@@ -149,6 +160,8 @@ static int ds_open(vdk_store *vs, const char *name, unsigned flags, vdk_file **o
     struct rhttp_reply got = rep; /* the free may clear it */
     rhttp_reply_free(&rep);
     rep = got;
+    if (r == 0 && rep.status >= 300 && rep.status < 400)
+        r = -EISDIR;
     if (r < 0 || !rep.has_length) {
         free(f);
         return r < 0 ? r : -EIO;
@@ -212,9 +225,7 @@ static int ds_list(vdk_store *vs, const char *dir, vdk_list_cb cb, void *arg)
                  "</searchSpec>");
     xmlDocPtr doc;
     xmlNodePtr ret;
-    r = b.failed ? -ENOMEM
-                 : rvim_call(&s->c->vim, "SearchDatastore_Task", b.p, &doc, &ret, msg, sizeof(msg));
-    rbuf_free(&b);
+    r = rvim_call_buf(&s->c->vim, "SearchDatastore_Task", &b, &doc, &ret, msg, sizeof(msg));
     if (r < 0) {
         vdk_log("[%s] listing %s: %s", s->ds, dir, msg);
         return r;
@@ -403,9 +414,11 @@ int vdk_upload_file(vdk_conn *c, vdk_store *src, const char *name, const char *d
         unsigned gen = rvim_generation(&c->vim);
         r = rhttp_put(c->http, url, size, upload_read, &u, upload_progress, &p, msg, sizeof(msg));
         /* A restore clones before it uploads: the session may have ended. */
-        if (r == -EACCES && rvim_relogin(&c->vim, gen, msg, sizeof(msg)) == 0)
+        if (r == -EKEYEXPIRED && rvim_relogin(&c->vim, gen, msg, sizeof(msg)) == 0)
             r = rhttp_put(c->http, url, size, upload_read, &u, upload_progress, &p, msg,
                           sizeof(msg));
+        if (r == -EKEYEXPIRED)
+            r = -EACCES;
         if (r < 0)
             vdk_fail(err, vdk_status_from_errno(r), "upload to %s: %s", dspath, msg);
     } else {

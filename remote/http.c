@@ -61,7 +61,7 @@ struct rhttp {
     unsigned pin_len; /* 0 (no pin), 20 (SHA-1) or 32 (SHA-256) */
     char pin_text[THUMB_TEXT];
     STACK_OF(X509) * cas; /* from opts.cafile, or NULL */
-    long connect_ms, read_ms, write_ms;
+    long connect_ms, read_ms, write_ms, request_ms;
     unsigned retries;
     int log_level;
     void (*log)(const char *line);
@@ -802,7 +802,9 @@ static int status_error(long st, int *again, char *why, size_t wl)
     say(why, wl, "HTTP %ld", st);
     if (st == 404)
         return -ENOENT;
-    if (st == 401 || st == 403)
+    if (st == 401)
+        return -EKEYEXPIRED;
+    if (st == 403)
         return -EACCES;
     if (st == 502 || st == 503 || st == 504)
         *again = 1;
@@ -938,9 +940,13 @@ static int head_attempt(struct req *r, int *again, char *why, size_t wl)
     set_common(r, r->h->read_ms);
     curl_easy_setopt(r->c->curl, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(r->c->curl, CURLOPT_FILETIME, 1L);
+    /* A server that trickles bytes passes the stall check: bound the call. */
+    curl_easy_setopt(r->c->curl, CURLOPT_TIMEOUT_MS, r->h->request_ms);
     CURLcode cc = perform(r);
     if (cc != CURLE_OK)
         return transport_error(r, cc, again, why, wl);
+    if (r->status >= 300 && r->status < 400)
+        return 0;
     if (r->status < 200 || r->status > 299)
         return status_error(r->status, again, why, wl);
     curl_off_t cl = -1, ft = -1;
@@ -1008,6 +1014,7 @@ static int soap_attempt(struct req *r, int *again, char *why, size_t wl)
         return -ENOMEM;
     }
     set_common(r, r->h->read_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->h->request_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->post);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->len);
@@ -1243,6 +1250,7 @@ int rhttp_new(const struct rhttp_opts *o, struct rhttp **out, char *err, size_t 
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->idle_cv, NULL);
     h->connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
+    h->request_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 0;
     h->read_ms = o->read_timeout_ms > 0 ? o->read_timeout_ms : 60000;
     h->write_ms = o->write_timeout_ms > 0 ? o->write_timeout_ms : 60000;
     h->retries = o->retries ? o->retries : 3;

@@ -15,7 +15,9 @@
  *   -EPERM                         TLS verification failed (unknown CA,
  *                                  thumbprint mismatch, name mismatch)
  *   -ENOENT                        HTTP 404
- *   -EACCES                        HTTP 401 / 403
+ *   -EKEYEXPIRED                   HTTP 401: the session is not (or no
+ *                                  longer) valid; log in and repeat
+ *   -EACCES                        HTTP 403
  *   -ECONNRESET                    connection dropped mid-transfer (after
  *                                  the retries)
  *   -EIO                           any other failure (HTTP 5xx, bad reply)
@@ -41,6 +43,7 @@ struct rhttp_opts {
     unsigned pool;                 /* kept-alive handles (0: 4) */
     int log_level;                 /* 0 quiet, 1 errors, 2 requests, 3 + headers */
     void (*log)(const char *line); /* where log lines go (NULL: stderr) */
+    long request_timeout_ms;       /* a whole SOAP call or HEAD; 0: no limit */
 };
 
 /* A reply held in memory (SOAP, HEAD).  Free with rhttp_reply_free. */
@@ -70,7 +73,8 @@ void rhttp_get_cookie(struct rhttp *h, char *buf, size_t len);
 int rhttp_soap(struct rhttp *h, const char *path, const char *action, const char *body,
                struct rhttp_reply *out, char *err, size_t errlen);
 
-/* HEAD path (with its query string); 404 gives -ENOENT. */
+/* HEAD path (with its query string); 404 gives -ENOENT; a redirect (how
+ * datastores answer for a folder) is returned as a reply, status 3xx. */
 int rhttp_head(struct rhttp *h, const char *path, struct rhttp_reply *out, char *err,
                size_t errlen);
 

@@ -32,10 +32,16 @@ void rbuf_add(struct rbuf *b, const char *fmt, ...)
         size_t cap = b->cap ? b->cap * 2 : 1024;
         while (cap < b->len + (size_t)n + 1)
             cap *= 2;
-        char *p = realloc(b->p, cap);
+        /* Not realloc: the old buffer may hold a password, and is wiped. */
+        char *p = malloc(cap);
         if (!p) {
             b->failed = 1;
             return;
+        }
+        if (b->p) {
+            memcpy(p, b->p, b->len + 1);
+            explicit_bzero(b->p, b->cap);
+            free(b->p);
         }
         b->p = p;
         b->cap = cap;
@@ -50,6 +56,8 @@ static void rbuf_escaped(struct rbuf *b, const char *value)
         b->failed = 1;
     else
         rbuf_add(b, "%s", e);
+    if (e)
+        explicit_bzero(e, need);
     free(e);
 }
 
@@ -71,6 +79,8 @@ void rbuf_moref(struct rbuf *b, const char *tag, const char *type, const char *m
 
 void rbuf_free(struct rbuf *b)
 {
+    if (b->p)
+        explicit_bzero(b->p, b->cap);
     free(b->p);
     memset(b, 0, sizeof(*b));
 }
@@ -147,6 +157,8 @@ static int post(struct rvim *v, const char *method, const char *args, xmlDocPtr 
     if (trace && strcmp(method, "Login"))
         fprintf(stderr, "soap> %s\n", b.p);
     int rc = rhttp_soap(v->http, "/sdk", action, b.p, &r, herr, sizeof(herr));
+    if (!strcmp(method, "Login"))
+        explicit_bzero(b.p, b.cap); /* it held the password */
     rbuf_free(&b);
     if (trace && rc == 0)
         fprintf(stderr, "soap< %s\n", r.body ? r.body : "");
@@ -182,6 +194,21 @@ static int post(struct rvim *v, const char *method, const char *args, xmlDocPtr 
     }
     *ret = first;
     return 0;
+}
+
+int rvim_call_buf(struct rvim *v, const char *method, struct rbuf *b, xmlDocPtr *doc,
+                  xmlNodePtr *ret, char *err, size_t errlen)
+{
+    int r;
+    if (b->failed) {
+        snprintf(err, errlen,
+                 "%s: an argument holds a character XML cannot carry (or memory ran out)", method);
+        r = -EINVAL;
+    } else {
+        r = rvim_call(v, method, b->p, doc, ret, err, errlen);
+    }
+    rbuf_free(b);
+    return r;
 }
 
 static int do_login(struct rvim *v, char *err, size_t errlen)
@@ -329,8 +356,7 @@ int rvim_props(struct rvim *v, const char *type, const char *moref, const char *
     rbuf_moref(&b, "obj", type, moref);
     rbuf_add(&b, "<skip>false</skip></objectSet></specSet>");
     xmlNodePtr ret;
-    int rc = b.failed ? -ENOMEM : rvim_call(v, "RetrieveProperties", b.p, doc, &ret, err, errlen);
-    rbuf_free(&b);
+    int rc = rvim_call_buf(v, "RetrieveProperties", &b, doc, &ret, err, errlen);
     if (rc < 0)
         return rc;
     *obj = rxml_child(ret, "returnval");
@@ -362,8 +388,7 @@ static int view_create(struct rvim *v, const char *type, char *view, size_t len,
     rbuf_add(&b, "<recursive>true</recursive>");
     xmlDocPtr doc;
     xmlNodePtr ret;
-    int rc = b.failed ? -ENOMEM : rvim_call(v, "CreateContainerView", b.p, &doc, &ret, err, errlen);
-    rbuf_free(&b);
+    int rc = rvim_call_buf(v, "CreateContainerView", &b, &doc, &ret, err, errlen);
     if (rc < 0)
         return rc;
     rxml_ptext(ret, "returnval", view, len);
@@ -400,8 +425,7 @@ int rvim_each(struct rvim *v, const char *type, const char *const *paths, rvim_o
                  "<path>view</path><skip>false</skip></selectSet></objectSet></specSet>");
     xmlDocPtr doc = NULL;
     xmlNodePtr ret;
-    rc = b.failed ? -ENOMEM : rvim_call(v, "RetrieveProperties", b.p, &doc, &ret, err, errlen);
-    rbuf_free(&b);
+    rc = rvim_call_buf(v, "RetrieveProperties", &b, &doc, &ret, err, errlen);
     view_destroy(v, view);
     if (rc < 0)
         return rc;
@@ -422,6 +446,8 @@ int rvim_wait_task(struct rvim *v, const char *moref, rvim_task_cb cb, void *arg
 {
     static const char *const paths[] = {"info", NULL};
     long wait = 100;
+    time_t deadline = time(NULL) + (v->task_timeout_s > 0 ? v->task_timeout_s : 6 * 3600);
+    unsigned odd = 0;
     for (;;) {
         xmlDocPtr doc;
         xmlNodePtr obj;
@@ -454,6 +480,17 @@ int rvim_wait_task(struct rvim *v, const char *moref, rvim_task_cb cb, void *arg
                      msg[0] ? msg : "no reason given");
             xmlFreeDoc(doc);
             return -EIO;
+        }
+        /* Only queued and running are on the way; anything else, or a task
+         * that outlives the deadline, is given up on. */
+        int moving = !strcmp(state, "queued") || !strcmp(state, "running");
+        odd = moving ? 0 : odd + 1;
+        if (odd >= 5 || time(NULL) > deadline) {
+            snprintf(err, errlen, "task %s %s", name[0] ? name : moref,
+                     odd ? "reports no known state"
+                         : "did not end in time (vdk.remote.TaskTimeoutS)");
+            xmlFreeDoc(doc);
+            return -ETIMEDOUT;
         }
         if (cb)
             cb(arg, (int)rxml_pint(info, "progress", -1));

@@ -41,6 +41,7 @@ struct rvim {
     char *password;
     pthread_mutex_t relogin;
     unsigned generation; /* bumped by every login (under relogin) */
+    long task_timeout_s; /* rvim_wait_task gives up after this (0: 6 h) */
 };
 
 /* Fetch the ServiceContent and log in. */
@@ -59,6 +60,11 @@ void rvim_logout(struct rvim *v);
  * METHODResponse element; free *doc with xmlFreeDoc. */
 int rvim_call(struct rvim *v, const char *method, const char *args, xmlDocPtr *doc, xmlNodePtr *ret,
               char *err, size_t errlen);
+
+/* rvim_call with the arguments in b (freed here); a value XML cannot carry
+ * (control characters) fails with -EINVAL and a message. */
+int rvim_call_buf(struct rvim *v, const char *method, struct rbuf *b, xmlDocPtr *doc,
+                  xmlNodePtr *ret, char *err, size_t errlen);
 
 /* One object's properties: *obj is its ObjectContent (returnval). */
 int rvim_props(struct rvim *v, const char *type, const char *moref, const char *const *paths,

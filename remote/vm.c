@@ -2,6 +2,7 @@
  * tracking and PrepareForAccess, over the vSphere API. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +54,7 @@ static int find_by_path(vdk_conn *c, const char *spec, char *moref, size_t len, 
     rbuf_elem(&b, "inventoryPath", spec[0] == '/' ? spec + 1 : spec);
     xmlDocPtr doc;
     xmlNodePtr ret;
-    int r = b.failed ? -ENOMEM
-                     : rvim_call(&c->vim, "FindByInventoryPath", b.p, &doc, &ret, msg, sizeof(msg));
-    rbuf_free(&b);
+    int r = rvim_call_buf(&c->vim, "FindByInventoryPath", &b, &doc, &ret, msg, sizeof(msg));
     if (r < 0)
         return fail(err, r, msg);
     xmlNodePtr v = rxml_child(ret, "returnval");
@@ -78,12 +77,14 @@ int vdk_vm_find(vdk_conn *c, const char *spec, char *moref, size_t len, vdk_erro
         xmlDocPtr doc;
         xmlNodePtr obj;
         int r = rvim_props(&c->vim, "VirtualMachine", spec, paths, &doc, &obj, msg, sizeof(msg));
-        if (r < 0)
-            return r == -ENOENT ? vdk_fail(err, VDK_E_NOENT, "no virtual machine %s", spec)
-                                : fail(err, r, msg);
-        xmlFreeDoc(doc);
-        snprintf(moref, len, "%s", spec);
-        return 0;
+        if (r == 0) {
+            xmlFreeDoc(doc);
+            snprintf(moref, len, "%s", spec);
+            return 0;
+        }
+        if (r != -ENOENT)
+            return fail(err, r, msg);
+        /* "2024" may be a VM's name rather than an ESXi moref. */
     }
     if (strchr(spec, '/'))
         return find_by_path(c, spec, moref, len, err);
@@ -254,11 +255,9 @@ static int run_task(vdk_conn *c, const char *method, struct rbuf *b, vdk_progres
     char msg[512], task[64];
     xmlDocPtr doc;
     xmlNodePtr ret;
-    int r = b->failed ? -EINVAL : rvim_call(&c->vim, method, b->p, &doc, &ret, msg, sizeof(msg));
-    rbuf_free(b);
+    int r = rvim_call_buf(&c->vim, method, b, &doc, &ret, msg, sizeof(msg));
     if (r < 0)
-        return r == -EINVAL && !msg[0] ? vdk_fail(err, VDK_E_INVAL, "%s: bad argument", method)
-                                       : fail(err, r, msg);
+        return fail(err, r, msg);
     rxml_ptext(ret, "returnval", task, sizeof(task));
     xmlFreeDoc(doc);
     struct task_progress tp = {cb, arg};
@@ -317,16 +316,14 @@ static int changed_window(vdk_conn *c, const char *vm, const char *snap, int key
     rbuf_elem(&b, "changeId", change_id);
     xmlDocPtr doc;
     xmlNodePtr ret;
-    int r = b.failed
-                ? -EINVAL
-                : rvim_call(&c->vim, "QueryChangedDiskAreas", b.p, &doc, &ret, msg, sizeof(msg));
-    rbuf_free(&b);
+    int r = rvim_call_buf(&c->vim, "QueryChangedDiskAreas", &b, &doc, &ret, msg, sizeof(msg));
     if (r < 0)
         return fail(err, r, msg);
     xmlNodePtr info = rxml_child(ret, "returnval");
     int64_t ws = rxml_pint(info, "startOffset", -1), wl = rxml_pint(info, "length", -1);
     r = 0;
-    if (ws < 0 || wl <= 0 || (uint64_t)ws > start || (uint64_t)(ws + wl) <= start)
+    if (ws < 0 || wl <= 0 || wl > INT64_MAX - ws || (uint64_t)ws > start ||
+        (uint64_t)(ws + wl) <= start)
         r = vdk_fail(err, VDK_E_IO,
                      "QueryChangedDiskAreas: the server answered a window (%lld+%lld) that does "
                      "not move past offset %llu",
@@ -372,9 +369,16 @@ int vdk_changed_areas(vdk_conn *c, const char *vm, const char *snap, int disk_ke
                       vdk_error *err)
 {
     struct merge m = {cb, arg, {0}};
-    uint64_t start = 0;
+    uint64_t start = 0, calls = 0;
+    /* vCenter answers in windows of many MiB: a server creeping forward a
+     * few bytes per answer is not followed to the end of a big disk. */
+    uint64_t max_calls = capacity / 65536 + 16;
     while (start < capacity) {
         uint64_t next;
+        if (++calls > max_calls)
+            return vdk_fail(err, VDK_E_IO,
+                            "QueryChangedDiskAreas: %llu answers have not covered the disk",
+                            (unsigned long long)max_calls);
         int r = changed_window(c, vm, snap, disk_key, start, change_id, capacity, merge_cb, &m,
                                &next, err);
         if (r)
@@ -416,8 +420,7 @@ static int access_call(vdk_conn *c, const char *vm, const char *identity, int di
     xmlDocPtr doc;
     xmlNodePtr ret;
     const char *method = disable ? "DisableMethods" : "EnableMethods";
-    int r = b.failed ? -EINVAL : rvim_call(&c->vim, method, b.p, &doc, &ret, msg, sizeof(msg));
-    rbuf_free(&b);
+    int r = rvim_call_buf(&c->vim, method, &b, &doc, &ret, msg, sizeof(msg));
     if (r < 0)
         return vdk_fail(err, vdk_status_from_errno(r), "%s: %s", op, msg);
     xmlFreeDoc(doc);

@@ -209,6 +209,7 @@ t "$vdk" snapshot list "${R[@]}" "$vmref" | grep -q backup1 || fail "VM by moref
 vcsim_ctl "/vdktest/fault?method=CreateSnapshot_Task&count=1" >/dev/null
 expect_fail "injected fault: CreateSnapshot_Task" "$vdk" snapshot create "${R[@]}" "$vm" x
 expect_fail "no virtual machine named 'nosuch'" "$vdk" snapshot list "${R[@]}" nosuch
+expect_fail "XML cannot carry" "$vdk" snapshot create "${R[@]}" "$vm" $'bad\x01name'
 
 t "$vdk" prepare "${R[@]}" "$vm" || fail "prepare"
 vcsim_ctl "/vdktest/disabled?vm=$vmref" | grep -q RelocateVM_Task || fail "prepare did not disable RelocateVM_Task"
@@ -244,6 +245,8 @@ t "$vdk" snapshot list --json "${R[@]}" "$vm" | python3 -c 'import json,sys; ass
 # restore the backup chain as a new vmfs disk and read it back remotely
 t "$vdk" restore -q "${R[@]}" incr.vmdk "$ds restored/r.vmdk" || fail "restore"
 [ -f "$VCSIM_DS/restored/r-flat.vmdk" ] || fail "restore made no r-flat.vmdk"
+expect_fail "exists on the datastore" "$vdk" restore -q "${R[@]}" incr.vmdk "$ds restored/r.vmdk"
+t "$vdk" restore -q -f "${R[@]}" incr.vmdk "$ds restored/r.vmdk" || fail "restore --force"
 qemu-img compare -q "$VCSIM_DS/restored/r.vmdk" up/chain/base-000002.vmdk || fail "restored disk differs"
 t "$vdk" clone -q -t raw "${R[@]}" "$ds restored/r.vmdk" r.raw || fail "read the restored disk"
 cmp -s r.raw up/chain/base-000002.ref || fail "restored disk read remotely differs"

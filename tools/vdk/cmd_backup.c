@@ -425,8 +425,12 @@ static int incremental_backup(vdk_conn *conn, const char *vm, const char *snap,
     if (r < 0)
         return cli_error("%s", err.message);
     struct incr in = {.src = src, .buf = malloc(INCR_CHUNK)};
-    if (!in.buf || vdk_open(out, 0, &in.dst, &err) < 0)
-        return free(in.buf), cli_error("%s", in.buf ? err.message : "out of memory");
+    if (!in.buf)
+        return cli_error("out of memory");
+    if (vdk_open(out, 0, &in.dst, &err) < 0) {
+        free(in.buf);
+        return cli_error("%s", err.message);
+    }
     progress_init(&in.p, disk->capacity, !o->quiet);
     r = vdk_changed_areas(conn, vm, snap, disk->key, disk->capacity, id, copy_changed, &in, &err);
     progress_done(&in.p);
@@ -518,6 +522,7 @@ static const char restore_help[] =
     "Options:\n"
     "  -t, --type T    createType on the datastore (vmfs, vmfsThin, monolithicSparse,\n"
     "                  streamOptimized, ...)\n"
+    "  -f, --force     replace NAME.vmdk when the datastore has it already\n"
     "  -q, --quiet     no progress\n" CLI_REMOTE_HELP "  -h, --help      this text\n";
 
 static void remove_tree(const char *dir, const char *name)
@@ -532,16 +537,19 @@ static void remove_tree(const char *dir, const char *name)
 
 int cmd_restore(int argc, char **argv)
 {
-    static const struct option own[] = {{"type", required_argument, NULL, 't'}};
-    struct option *all = merge_opts(own, 1);
+    static const struct option own[] = {{"type", required_argument, NULL, 't'},
+                                        {"force", no_argument, NULL, 'f'}};
+    struct option *all = merge_opts(own, 2);
     struct remote_opts r = {0};
     const char *type = "vmfs";
-    int quiet = 0, c;
-    while ((c = getopt_long(argc, argv, "t:hq", all, NULL)) != -1) {
+    int quiet = 0, force = 0, c;
+    while ((c = getopt_long(argc, argv, "t:fhq", all, NULL)) != -1) {
         if (cli_remote_option(c, &r))
             continue;
         if (c == 't')
             type = optarg;
+        else if (c == 'f')
+            force = 1;
         else if (c == 'q')
             quiet = 1;
         else if (c == 'h')
@@ -563,6 +571,21 @@ int cmd_restore(int argc, char **argv)
     if (slash)
         *slash = '\0';
     const char *folder = slash ? path : "";
+    /* PUT replaces files: a VM's own disk is not overwritten by accident. */
+    vdk_conn *conn = cli_connect(&r);
+    if (!conn)
+        return 1;
+    vdk_store *ds_st;
+    vdk_error derr = {0};
+    struct vdk_stat sb;
+    if (vdk_conn_store(conn, ds, folder, &ds_st, &derr) == 0) {
+        int exists = ds_st->ops->stat(ds_st, name, &sb) == 0;
+        ds_st->ops->destroy(ds_st);
+        if (exists && !force) {
+            cli_disconnect();
+            return cli_error("%s exists on the datastore (use --force to replace it)", target);
+        }
+    }
     struct open_opts oo = {.flags = 0};
     vdk_disk *src = cli_open(local, &oo);
     if (!src)
@@ -592,7 +615,7 @@ int cmd_restore(int argc, char **argv)
     }
     cli_close(src);
     if (!rc) {
-        vdk_conn *conn = cli_connect(&r);
+        conn = cli_connect(&r); /* cli_close of DISK logged out */
         char full[PATH_MAX + 2048];
         snprintf(full, sizeof(full), "%s/%s", tmp, name);
         rc = conn ? upload_link(conn, full, ds, folder, quiet) : 1;
