@@ -59,6 +59,7 @@ static const char usage[] =
     "                           the VM's snapshot S\n"
     "    -o redo=DIR            writes go to a local redo log in DIR whose parent\n"
     "                           is the remote disk (without it: read-only)\n"
+    "    -o transports=LIST     accepted modes, ':'-separated; must include https\n"
     "    -h, --help             this text\n"
     "    -V, --version          version\n"
     "\n"
@@ -87,6 +88,7 @@ static const struct fuse_opt spec[] = {
     {"config=%s", offsetof(struct opts, remote.config), 0},
     {"vm=%s", offsetof(struct opts, remote.vm), 0},
     {"redo=%s", offsetof(struct opts, remote.redo), 0},
+    {"transports=%s", offsetof(struct opts, remote.transports), 0},
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),

@@ -71,7 +71,8 @@ int remote_source(struct fs *fs, struct remote_mount *m, const char *source)
                          .cafile = m->cafile,
                          .datacenter = m->datacenter,
                          .config = m->config,
-                         .flags = VDK_CONN_READONLY};
+                         .flags = VDK_CONN_READONLY,
+                         .transports = m->transports};
     vdk_error err = {0};
     if (vdk_connect(&p, &m->conn, &err) < 0)
         return vdkfs_say("%s", err.message), -1;
@@ -126,9 +127,9 @@ void remote_close(struct remote_mount *m)
     m->lower = NULL;
     vdk_disconnect(m->conn);
     m->conn = NULL;
-    char **strs[] = {&m->server,     &m->user,   &m->password_file,
-                     &m->thumbprint, &m->cafile, &m->datacenter,
-                     &m->config,     &m->vm,     &m->redo};
+    char **strs[] = {&m->server, &m->user,       &m->password_file, &m->thumbprint,
+                     &m->cafile, &m->datacenter, &m->config,        &m->vm,
+                     &m->redo,   &m->transports};
     for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;

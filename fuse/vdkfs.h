@@ -64,7 +64,7 @@ struct fs {
 /* -o server=... : where a remote SOURCE lives. */
 struct remote_mount {
     char *server, *user, *password_file, *thumbprint, *cafile, *datacenter, *config;
-    char *vm, *vm_snapshot, *redo;
+    char *vm, *vm_snapshot, *redo, *transports;
     struct vdk_conn *conn;
     vdk_store *lower; /* the datastore store under the overlay */
 };

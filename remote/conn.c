@@ -131,9 +131,28 @@ static int open_session(vdk_conn *c, const vdk_conn_params *p, const char *passw
     return pick_datacenter(c, dc, err);
 }
 
+/* Remote disks travel over "https"; a list without it cannot be served. */
+static int check_transports(const char *list, vdk_error *err)
+{
+    if (!list || !*list)
+        return 0;
+    char copy[256];
+    snprintf(copy, sizeof(copy), "%s", list);
+    for (char *save = NULL, *m = strtok_r(copy, ":", &save); m; m = strtok_r(NULL, ":", &save))
+        if (!strcmp(m, "https"))
+            return 0;
+    return vdk_fail(err, VDK_E_UNSUPPORTED,
+                    "none of the transports '%s' is available for remote disks: vdk offers https "
+                    "(nbd and nbdssl, VMware's NFC protocol, are not implemented)",
+                    list);
+}
+
 int vdk_connect(const vdk_conn_params *p, vdk_conn **out, vdk_error *err)
 {
     *out = NULL;
+    int tr = check_transports(p->transports, err);
+    if (tr < 0)
+        return tr;
     vdk_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return vdk_fail(err, VDK_E_NOMEM, "out of memory");

@@ -69,6 +69,8 @@ vcsim_start "$dir" || fail "simulator did not start"
 R=(--server "$VCSIM_URL" --user vdk --password-file "$dir/password")
 ds='[LocalDS_0]'
 t "$vdk" transports | grep -qx https || fail "transports lacks https"
+expect_fail "none of the transports 'nbd:nbdssl'" "$vdk" info --transports nbd:nbdssl "${R[@]}" "$ds x.vmdk"
+
 
 t "$vdk" upload -q "${R[@]}" up/sparse/s.vmdk "$ds vdk/sparse" || fail "upload sparse"
 t "$vdk" upload -q "${R[@]}" up/twogb/t.vmdk "$ds vdk/twogb" || fail "upload twoGb"
@@ -78,7 +80,7 @@ done
 cmp -s up/twogb/t-s001.vmdk "$VCSIM_DS/vdk/twogb/t-s001.vmdk" || fail "uploaded extent differs"
 t "$vdk" ls "${R[@]}" "$ds vdk/twogb" | grep -q ' t-s001.vmdk$' || fail "ls lacks t-s001.vmdk"
 
-t "$vdk" info --json "${R[@]}" "$ds vdk/chain/base-000002.vmdk" >info.json
+t "$vdk" info --json --transports nbdssl:https "${R[@]}" "$ds vdk/chain/base-000002.vmdk" >info.json
 python3 -c 'import json,sys; j=json.load(open("info.json")); assert j["chainDepth"]==3, j' ||
     fail "remote chain depth"
 t "$vdk" clone -q -t raw "${R[@]}" "$ds vdk/twogb/t.vmdk" t.raw || fail "remote clone"

@@ -37,6 +37,10 @@ typedef struct vdk_conn_params {
                                   vdk.thumbprint, vdk.caFile and
                                   vdk.datacenter fill in what is NULL here */
     unsigned flags;            /* VDK_CONN_* */
+    /* NULL, or the transport modes the caller accepts, ':'-separated as
+     * VDDK takes them ("nbdssl:https"); the connection fails unless one of
+     * them is offered. */
+    const char *transports;
 } vdk_conn_params;
 
 enum {

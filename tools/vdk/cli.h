@@ -15,6 +15,7 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* How to reach a vSphere server (--server ...); server NULL: local disks. */
 struct remote_opts {
     const char *server, *user, *password_file, *thumbprint, *cafile, *datacenter, *config;
+    const char *transports;
     int readonly;
 };
 
@@ -36,7 +37,8 @@ enum {
     OPT_CAFILE,
     OPT_DC,
     OPT_CONFIG,
-    OPT_REMOTE_RO
+    OPT_REMOTE_RO,
+    OPT_TRANSPORTS
 };
 #define CLI_REMOTE_LONGOPTS                                                                        \
     {"server", required_argument, NULL, OPT_SERVER}, {"user", required_argument, NULL, OPT_USER},  \
@@ -45,8 +47,9 @@ enum {
         {"cafile", required_argument, NULL, OPT_CAFILE},                                           \
         {"datacenter", required_argument, NULL, OPT_DC},                                           \
         {"config", required_argument, NULL, OPT_CONFIG},                                           \
+        {"read-only-connection", no_argument, NULL, OPT_REMOTE_RO},                                \
     {                                                                                              \
-        "read-only-connection", no_argument, NULL, OPT_REMOTE_RO                                   \
+        "transports", required_argument, NULL, OPT_TRANSPORTS                                      \
     }
 #define CLI_OPEN_LONGOPTS                                                                          \
     {"ignore-cid", no_argument, NULL, 'C'}, {"single-link", no_argument, NULL, 'L'},               \
@@ -70,7 +73,9 @@ enum {
     "  --datacenter DC the datacenter holding the datastore (default: the only one)\n"             \
     "  --config FILE   InitEx-style config file (timeouts, log level, cache, and\n"                \
     "                  vdk.server/vdk.user/vdk.passwordFile/vdk.thumbprint)\n"                     \
-    "  --read-only-connection  refuse anything that would change the server\n"
+    "  --read-only-connection  refuse anything that would change the server\n"                     \
+    "  --transports LIST  accepted modes, ':'-separated (VDDK style); must include\n"              \
+    "                  https, the one vdk offers for remote disks (see vdk transports)\n"
 
 /* Set in open_opts.flags to open the top link for writing. */
 #define CLI_OPEN_WRITE (1u << 30)

@@ -38,6 +38,9 @@ int cli_remote_option(int opt, struct remote_opts *r)
     case OPT_REMOTE_RO:
         r->readonly = 1;
         return 1;
+    case OPT_TRANSPORTS:
+        r->transports = optarg;
+        return 1;
     }
     return 0;
 }
@@ -59,7 +62,8 @@ vdk_conn *cli_connect(const struct remote_opts *r)
                          .cafile = r->cafile,
                          .datacenter = r->datacenter,
                          .config = r->config,
-                         .flags = r->readonly ? VDK_CONN_READONLY : 0};
+                         .flags = r->readonly ? VDK_CONN_READONLY : 0,
+                         .transports = r->transports};
     vdk_error err = {0};
     if (vdk_connect(&p, &conn, &err) < 0) {
         cli_error("%s", err.message);
