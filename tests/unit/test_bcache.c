@@ -1,0 +1,163 @@
+/* The remote block cache: content through every path (misses, runs,
+ * read-ahead, eviction under a small budget, many threads, detach while
+ * read-ahead is queued), fetches failing, and read-ahead making few large
+ * requests for a sequential read. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bcache.h"
+
+#define BLK (64u << 10)
+
+struct fake {
+    unsigned char *data;
+    uint64_t size;
+    unsigned fetches, fail_every;
+    uint64_t largest;
+    pthread_mutex_t lock;
+};
+
+static int64_t fake_fetch(void *file, void *buf, size_t len, uint64_t off)
+{
+    struct fake *f = file;
+    pthread_mutex_lock(&f->lock);
+    unsigned n = ++f->fetches;
+    if (len > f->largest)
+        f->largest = len;
+    pthread_mutex_unlock(&f->lock);
+    if (f->fail_every && n % f->fail_every == 0)
+        return -ECONNRESET;
+    if (off >= f->size)
+        return 0;
+    size_t k = len < f->size - off ? len : (size_t)(f->size - off);
+    memcpy(buf, f->data + off, k);
+    return (int64_t)k;
+}
+
+static struct fake *fake_new(uint64_t size)
+{
+    struct fake *f = calloc(1, sizeof(*f));
+    f->size = size;
+    f->data = malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        f->data[i] = (unsigned char)(i * 2654435761u >> 13);
+    pthread_mutex_init(&f->lock, NULL);
+    return f;
+}
+
+static void fake_free(struct fake *f)
+{
+    free(f->data);
+    free(f);
+}
+
+Test(bcache, sequential_reads_are_read_ahead_in_large_requests)
+{
+    struct fake *fk = fake_new(64u << 20);
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, 16u << 20, 4u << 20, 3, fake_fetch, &c), 0);
+    struct bcache_file f = {.file = fk, .size = fk->size};
+    bcache_attach(c, &f);
+    unsigned char *buf = malloc(1 << 20);
+    for (uint64_t off = 0; off < fk->size; off += 1 << 20) {
+        cr_assert_eq(bcache_read(c, &f, buf, 1 << 20, off), 1 << 20);
+        cr_assert(!memcmp(buf, fk->data + off, 1 << 20), "bytes at %llu", (unsigned long long)off);
+    }
+    bcache_detach(c, &f);
+    /* 64 MiB in 1 MiB reads: without read-ahead 64 fetches, with it far
+     * fewer, each of several blocks. */
+    cr_expect_lt(fk->fetches, 40u, "%u fetches", fk->fetches);
+    cr_expect_gt(fk->largest, (uint64_t)4 * BLK);
+    bcache_free(c);
+    free(buf);
+    fake_free(fk);
+}
+
+struct worker_arg {
+    struct bcache *c;
+    struct bcache_file *f;
+    struct fake *fk;
+    unsigned seed;
+    int bad;
+};
+
+static void *random_reader(void *p)
+{
+    struct worker_arg *a = p;
+    unsigned char buf[200000];
+    for (int i = 0; i < 400; i++) {
+        a->seed = a->seed * 1103515245u + 12345u;
+        uint64_t off = (a->seed >> 3) % (a->fk->size + 1000);
+        size_t len = 1 + (a->seed >> 7) % sizeof(buf);
+        /* now and then a sequential stretch, which starts read-ahead */
+        int64_t want =
+            off >= a->fk->size ? 0 : (int64_t)(len < a->fk->size - off ? len : a->fk->size - off);
+        int64_t got = bcache_read(a->c, a->f, buf, len, off);
+        if (got == -ECONNRESET)
+            continue;
+        if (got != want || (got > 0 && memcmp(buf, a->fk->data + off, (size_t)got)))
+            a->bad++;
+    }
+    return NULL;
+}
+
+static void many_threads(size_t budget, unsigned fail_every)
+{
+    struct fake *fk = fake_new((24u << 20) + 12345);
+    fk->fail_every = fail_every;
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, budget, 2u << 20, 2, fake_fetch, &c), 0);
+    struct bcache_file f = {.file = fk, .size = fk->size};
+    bcache_attach(c, &f);
+    pthread_t t[6];
+    struct worker_arg a[6];
+    for (int i = 0; i < 6; i++) {
+        a[i] = (struct worker_arg){c, &f, fk, 77u * (unsigned)i + 1, 0};
+        pthread_create(&t[i], NULL, random_reader, &a[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        bad += a[i].bad;
+    }
+    bcache_detach(c, &f);
+    bcache_free(c);
+    fake_free(fk);
+    cr_expect_eq(bad, 0, "%d reads returned wrong bytes or lengths", bad);
+}
+
+Test(bcache, threads_with_a_small_budget)
+{
+    many_threads(1u << 20, 0); /* raised to the minimum: constant eviction */
+}
+
+Test(bcache, threads_with_a_large_budget)
+{
+    many_threads(64u << 20, 0);
+}
+
+Test(bcache, failing_fetches_are_errors_not_data)
+{
+    many_threads(2u << 20, 7);
+}
+
+Test(bcache, detach_with_read_ahead_queued)
+{
+    struct fake *fk = fake_new(32u << 20);
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, 32u << 20, 16u << 20, 1, fake_fetch, &c), 0);
+    unsigned char buf[4096];
+    for (int round = 0; round < 20; round++) {
+        struct bcache_file f = {.file = fk, .size = fk->size};
+        bcache_attach(c, &f);
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(bcache_read(c, &f, buf, sizeof(buf), (uint64_t)i * sizeof(buf)),
+                         (int64_t)sizeof(buf));
+        bcache_detach(c, &f); /* must wait for or drop the queued jobs */
+    }
+    bcache_free(c);
+    fake_free(fk);
+}
