@@ -236,7 +236,7 @@ static int ds_list(vdk_store *vs, const char *dir, vdk_list_cb cb, void *arg)
     r = rvim_wait_task(&s->c->vim, task, NULL, NULL, NULL, 0, &doc, &res, msg, sizeof(msg));
     if (r < 0) {
         /* A missing folder fails the task with FileNotFound. */
-        if (strstr(msg, "not found") || strstr(msg, "FileNotFound"))
+        if (strstr(msg, "(FileNotFound)"))
             return -ENOENT;
         vdk_log("[%s] listing %s: %s", s->ds, dir, msg);
         return r;

@@ -472,12 +472,12 @@ int rvim_wait_task(struct rvim *v, const char *moref, rvim_task_cb cb, void *arg
             return 0;
         }
         if (!strcmp(state, "error")) {
-            char msg[400];
+            char msg[400], type[96];
             rxml_ptext(info, "error/localizedMessage", msg, sizeof(msg));
-            if (!msg[0])
-                rxml_attr(rxml_path(info, "error/fault"), "type", msg, sizeof(msg));
-            snprintf(err, errlen, "task %s failed: %s", name[0] ? name : moref,
-                     msg[0] ? msg : "no reason given");
+            rxml_attr(rxml_path(info, "error/fault"), "type", type, sizeof(type));
+            snprintf(err, errlen, "task %s failed: %s%s%s%s", name[0] ? name : moref,
+                     msg[0] ? msg : "no reason given", type[0] ? " (" : "", type,
+                     type[0] ? ")" : "");
             xmlFreeDoc(doc);
             return -EIO;
         }

@@ -79,6 +79,7 @@ for l in base base-000001 base-000002; do
 done
 cmp -s up/twogb/t-s001.vmdk "$VCSIM_DS/vdk/twogb/t-s001.vmdk" || fail "uploaded extent differs"
 t "$vdk" ls "${R[@]}" "$ds vdk/twogb" | grep -q ' t-s001.vmdk$' || fail "ls lacks t-s001.vmdk"
+expect_fail "No such file" "$vdk" ls "${R[@]}" "$ds vdk/nosuchfolder"
 
 t "$vdk" info --json --transports nbdssl:https "${R[@]}" "$ds vdk/chain/base-000002.vmdk" >info.json
 python3 -c 'import json,sys; j=json.load(open("info.json")); assert j["chainDepth"]==3, j' ||
