@@ -22,7 +22,7 @@ struct ds_store {
     vdk_conn *c;
     char ds[256];
     char folder[1024]; /* "" or "dir/sub": the store's root in the datastore */
-    char browser[64];
+    char browser[128];
     struct bcache *cache; /* NULL when the cache is off */
 };
 
@@ -211,7 +211,7 @@ static int64_t parse_time(const char *t)
 static int ds_list(vdk_store *vs, const char *dir, vdk_list_cb cb, void *arg)
 {
     struct ds_store *s = (struct ds_store *)vs;
-    char rel[2048], path[2400], msg[512], task[64];
+    char rel[2048], path[2400], msg[512], task[128];
     int r = full_name(s, dir, rel, sizeof(rel));
     if (r < 0)
         return r;
@@ -313,7 +313,7 @@ static const struct vdk_store_ops store_ops = {
 
 struct ds_pick {
     const char *want;
-    char browser[64];
+    char browser[128];
     char names[512];
     int found;
 };

@@ -35,8 +35,8 @@ struct rvim {
     char api_version[16];
     char api_type[32]; /* "VirtualCenter" or "HostAgent" */
     char about[128];   /* fullName, for messages */
-    char root_folder[64], property_collector[64], session_manager[64];
-    char search_index[64], view_manager[64], auth_manager[64];
+    char root_folder[128], property_collector[128], session_manager[128];
+    char search_index[128], view_manager[128], auth_manager[128];
     char user[256];
     char *password;
     pthread_mutex_t relogin;

@@ -31,7 +31,7 @@ static int is_moref(const char *s, const char *prefix)
 
 struct vm_pick {
     const char *want;
-    char moref[64];
+    char moref[128];
     unsigned count;
 };
 
@@ -152,7 +152,7 @@ int vdk_vm_disks(vdk_conn *c, const char *vm, const char *snap, vdk_vm_disk **ou
 struct snap_walk {
     vdk_snapshot *list;
     unsigned n;
-    char current[64];
+    char current[128];
     int failed;
 };
 
@@ -252,7 +252,7 @@ static int refuse_readonly(vdk_conn *c, const char *what, vdk_error *err)
 static int run_task(vdk_conn *c, const char *method, struct rbuf *b, vdk_progress_cb cb, void *arg,
                     char *result, size_t rlen, vdk_error *err)
 {
-    char msg[512], task[64];
+    char msg[512], task[128];
     xmlDocPtr doc;
     xmlNodePtr ret;
     int r = rvim_call_buf(&c->vim, method, b, &doc, &ret, msg, sizeof(msg));
@@ -280,7 +280,7 @@ int vdk_snapshot_create(vdk_conn *c, const char *vm, const char *name, const cha
     rbuf_add(&b, "<memory>%s</memory><quiesce>%s</quiesce>",
              flags & VDK_SNAP_MEMORY ? "true" : "false",
              flags & VDK_SNAP_QUIESCE ? "true" : "false");
-    char result[64] = "";
+    char result[128] = "";
     r = run_task(c, "CreateSnapshot_Task", &b, cb, arg, result, sizeof(result), err);
     if (r == 0 && moref)
         snprintf(moref, len, "%s", result);

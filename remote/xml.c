@@ -1,6 +1,7 @@
 /* xml.c - safe parsing and small tree helpers over libxml2. */
 #include "xml.h"
 
+#include <errno.h>
 #include <libxml/parser.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,10 +86,12 @@ const char *rxml_text(xmlNodePtr n, char *buf, size_t len)
     if (!n)
         return buf;
     xmlChar *t = xmlNodeGetContent(n);
-    if (t) {
-        snprintf(buf, len, "%s", (const char *)t);
+    /* Text that does not fit reads as absent: a moref or file name cut
+     * short would name some other object. */
+    if (t && strlen((const char *)t) < len)
+        memcpy(buf, t, strlen((const char *)t) + 1);
+    if (t)
         xmlFree(t);
-    }
     return buf;
 }
 
@@ -104,8 +107,9 @@ int64_t rxml_pint(xmlNodePtr n, const char *path, int64_t def)
     if (!e)
         return def;
     rxml_text(e, t, sizeof(t));
+    errno = 0;
     long long v = strtoll(t, &end, 10);
-    return end == t || *end ? def : (int64_t)v;
+    return end == t || *end || errno ? def : (int64_t)v;
 }
 
 const char *rxml_attr(xmlNodePtr n, const char *name, char *buf, size_t len)

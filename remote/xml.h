@@ -24,7 +24,8 @@ xmlNodePtr rxml_next_same(xmlNodePtr n);
 /* The element reached from n by a '/'-separated path of local names. */
 xmlNodePtr rxml_path(xmlNodePtr n, const char *path);
 
-/* The text of element n copied into buf ("" if none); returns buf. */
+/* The text of element n copied into buf ("" if none, or if it does not
+ * fit); returns buf. */
 const char *rxml_text(xmlNodePtr n, char *buf, size_t len);
 /* Text of the element at path below n, or "" when it is absent. */
 const char *rxml_ptext(xmlNodePtr n, const char *path, char *buf, size_t len);

@@ -99,7 +99,7 @@ VDK_API int vdk_vm_disks(vdk_conn *c, const char *vm, const char *snap, vdk_vm_d
                          unsigned *count, vdk_error *err);
 
 typedef struct vdk_snapshot {
-    char moref[64];
+    char moref[128];
     char name[256];
     char description[512];
     char created[64]; /* ISO 8601 as the server gives it */

@@ -68,8 +68,8 @@ static int pick_disk(vdk_conn *c, const char *vm, const char *snap, const char *
 static int pick_vm(vdk_conn *c, const char *vmspec, const char *snapspec, char *vm, char *snap)
 {
     vdk_error err = {0};
-    if (vdk_vm_find(c, vmspec, vm, 64, &err) < 0 ||
-        (snapspec && vdk_snapshot_find(c, vm, snapspec, snap, 64, &err) < 0))
+    if (vdk_vm_find(c, vmspec, vm, 128, &err) < 0 ||
+        (snapspec && vdk_snapshot_find(c, vm, snapspec, snap, 128, &err) < 0))
         return cli_error("%s", err.message), -1;
     return 0;
 }
@@ -136,7 +136,7 @@ int cmd_changed_remote(int argc, char **argv)
     vdk_conn *conn = cli_connect(&r);
     if (!conn)
         return 1;
-    char vm[64], snap[64];
+    char vm[128], snap[128];
     vdk_vm_disk disk;
     int rc = 1;
     if (pick_vm(conn, argv[optind], snapspec, vm, snap) == 0 &&
@@ -489,7 +489,7 @@ int cmd_backup(int argc, char **argv)
     vdk_conn *conn = cli_connect(&o.r);
     if (!conn)
         return 1;
-    char vm[64], snap[64];
+    char vm[128], snap[128];
     vdk_vm_disk disk;
     int rc = 1;
     if (pick_vm(conn, argv[optind], o.snap, vm, snap) == 0 &&

@@ -115,7 +115,7 @@ int cmd_vms(int argc, char **argv)
     vdk_conn *conn = cli_connect(&r);
     if (!conn)
         return 1;
-    char vm[64];
+    char vm[128];
     vdk_error err = {0};
     vdk_vm_disk *disks = NULL;
     vdk_snapshot *snaps = NULL;
@@ -289,7 +289,7 @@ int cmd_snapshot(int argc, char **argv)
     vdk_conn *conn = cli_connect(&r);
     if (!conn)
         return 1;
-    char vm[64], snap[64];
+    char vm[128], snap[128];
     vdk_error err = {0};
     int rc = vdk_vm_find(conn, args[0], vm, sizeof(vm), &err);
     struct progress p;
@@ -344,7 +344,7 @@ static int access_cmd(int argc, char **argv, int prepare)
     vdk_conn *conn = cli_connect(&r);
     if (!conn)
         return 1;
-    char vm[64];
+    char vm[128];
     vdk_error err = {0};
     int rc = vdk_vm_find(conn, argv[optind], vm, sizeof(vm), &err);
     if (rc == 0)
