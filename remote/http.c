@@ -745,8 +745,13 @@ static int timeout_error(struct req *r, int *again, char *why, size_t wl)
     *again = 1;
     /* Pre-transfer is reached once connected (TLS included) or reused. */
     curl_easy_getinfo(r->c->curl, CURLINFO_PRETRANSFER_TIME_T, &ready_us);
+    curl_off_t total_us = 0;
+    curl_easy_getinfo(r->c->curl, CURLINFO_TOTAL_TIME_T, &total_us);
     if (!ready_us)
         say(why, wl, "connecting to %s timed out after %ld ms", r->h->hostport, r->h->connect_ms);
+    else if (r->h->request_ms && total_us / 1000 >= r->h->request_ms)
+        say(why, wl, "%s took longer than %ld ms: timeout (vixDiskLib.nfc.RequestTimeoutMs)",
+            r->h->hostport, r->h->request_ms);
     else
         say(why, wl, "no progress from %s for %ld ms", r->h->hostport, r->stall_ms);
     return -ETIMEDOUT;

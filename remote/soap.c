@@ -167,9 +167,9 @@ static int post(struct rvim *v, const char *method, const char *args, xmlDocPtr 
         return rc;
     }
     char perr[256];
-    *doc = r.body ? rxml_parse(r.body, r.body_len, perr, sizeof(perr)) : NULL;
+    int had_body = r.body && r.body_len;
+    *doc = had_body ? rxml_parse(r.body, r.body_len, perr, sizeof(perr)) : NULL;
     long status = r.status;
-    int had_body = r.body != NULL;
     rhttp_reply_free(&r);
     if (!*doc) {
         snprintf(err, errlen, "%s: HTTP %ld, %s", method, status, had_body ? perr : "empty reply");

@@ -15,6 +15,7 @@ mounts=()
 cleanup() {
     for m in "${mounts[@]}"; do fusermount3 -u -z "$m" 2>/dev/null || true; done
     pkill -f "vdkfs .*$dir" 2>/dev/null || true
+    [ -z "${hpid:-}" ] || kill "$hpid" 2>/dev/null || true
     vcsim_stop
     rm -rf "$dir"
 }
@@ -23,8 +24,8 @@ cleanup() {
 trap cleanup EXIT
 cd "$dir"
 fail() {
+    [ -f vcsim.log ] && tail -5 vcsim.log | sed 's/^/vcsim.log: /' >&2
     echo "FAIL: $*" >&2
-    [ -f vcsim.log ] && tail -5 vcsim.log >&2
     exit 1
 }
 # Every remote command gets a deadline: a hang is a failure, not a stuck CI.
@@ -283,6 +284,23 @@ cmp m7/s/flat up/sparse/s.ref || fail "vdkfs over TLS differs"
 fusermount3 -u m7
 mounts=()
 vcsim_stop
+
+# --- a hostile endpoint: clear errors, bounded time, nothing read locally --
+printf 'vixDiskLib.nfc.RequestTimeoutMs = 3000\n' >short.cfg
+for m in "notxml:not well-formed XML" "empty:empty reply" "laughs:carries a DTD\\|entity" \
+    "xxe:carries a DTD" "huge:too large" "wrong:without a RetrieveServiceContentResponse" \
+    "bare-fault:fault without a message" "long-moref:not a vSphere API endpoint" \
+    "trickle:RequestTimeoutMs"; do
+    rm -f port
+    python3 "$src/tests/helpers/hostile_soap.py" "${m%%:*}" port >/dev/null 2>&1 &
+    hpid=$!
+    for _ in $(seq 100); do [ -s port ] && break; sleep 0.1; done
+    [ -s port ] || fail "hostile endpoint ${m%%:*} did not start"
+    expect_fail "${m#*:}" "$vdk" vms --config short.cfg --server "http://127.0.0.1:$(cat port)" "${T[@]}" vm
+    kill $hpid
+    wait $hpid 2>/dev/null || true
+    hpid=
+done
 
 # --- a plain ESXi host -----------------------------------------------------
 vcsim_start "$dir" -esx || fail "ESX simulator did not start"
