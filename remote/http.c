@@ -272,7 +272,9 @@ void rhttp_get_cookie(struct rhttp *h, char *buf, size_t len)
 /* Hand a cookie the reply set to the rhttp, replacing the older one. */
 static void keep_cookie(struct req *r)
 {
-    if (!r->set_cookie)
+    /* Only the SOAP session's cookie counts: a datastore reply that sets
+     * some cookie of its own (load balancers do) must not replace it. */
+    if (!r->set_cookie || strcmp(r->method, "POST"))
         return;
     pthread_mutex_lock(&r->h->lock);
     free(r->h->cookie_in);
