@@ -18,25 +18,10 @@ static int resolve_vm_disk(vdk_conn *c, const struct remote_mount *m, const char
     if (vdk_vm_find(c, m->vm, vm, sizeof(vm), &err) < 0 ||
         (m->vm_snapshot && vdk_snapshot_find(c, vm, m->vm_snapshot, snap, sizeof(snap), &err) < 0))
         return vdkfs_say("%s", err.message), -1;
-    vdk_vm_disk *d;
-    unsigned n;
-    if (vdk_vm_disks(c, vm, m->vm_snapshot ? snap : NULL, &d, &n, &err) < 0)
+    vdk_vm_disk d;
+    if (vdk_vm_disk_find(c, vm, m->vm_snapshot ? snap : NULL, spec, &d, &err) < 0)
         return vdkfs_say("%s", err.message), -1;
-    char *end;
-    long idx = strtol(spec, &end, 10);
-    int hit = -1;
-    for (unsigned i = 0; i < n && hit < 0; i++) {
-        const char *base = strrchr(d[i].file, '/');
-        if ((!*end && ((idx >= 1000 && d[i].key == idx) || (idx >= 0 && (long)i == idx))) ||
-            !strcmp(d[i].label, spec) || !strcmp(d[i].file, spec) ||
-            (base && !strcmp(base + 1, spec)))
-            hit = (int)i;
-    }
-    if (hit >= 0)
-        snprintf(dspath, len, "%s", d[hit].file);
-    free(d);
-    if (hit < 0)
-        return vdkfs_say("%s has no disk '%s' (%u disks)", m->vm, spec, n), -1;
+    snprintf(dspath, len, "%s", d.file);
     return 0;
 }
 

@@ -149,6 +149,38 @@ int vdk_vm_disks(vdk_conn *c, const char *vm, const char *snap, vdk_vm_disk **ou
     return 0;
 }
 
+static int disk_matches(const vdk_vm_disk *d, unsigned i, const char *spec)
+{
+    const char *base = strrchr(d->file, '/');
+    if (!strcmp(d->label, spec) || !strcmp(d->file, spec) || (base && !strcmp(base + 1, spec)))
+        return 1;
+    if (!is_moref(spec, ""))
+        return 0;
+    long n = strtol(spec, NULL, 10);
+    return n >= 1000 ? d->key == n : (long)i == n;
+}
+
+int vdk_vm_disk_find(vdk_conn *c, const char *vm, const char *snap, const char *spec,
+                     vdk_vm_disk *out, vdk_error *err)
+{
+    vdk_vm_disk *d;
+    unsigned n;
+    int r = vdk_vm_disks(c, vm, snap, &d, &n, err);
+    if (r < 0)
+        return r;
+    int hit = -1;
+    for (unsigned i = 0; i < n && hit < 0; i++)
+        if (disk_matches(&d[i], i, spec))
+            hit = (int)i;
+    if (hit >= 0)
+        *out = d[hit];
+    free(d);
+    if (hit < 0)
+        return vdk_fail(err, VDK_E_NOENT, "%s has no disk '%s' (%u disk%s: see 'vdk vms')", vm,
+                        spec, n, n == 1 ? "" : "s");
+    return 0;
+}
+
 struct snap_walk {
     vdk_snapshot *list;
     unsigned n;

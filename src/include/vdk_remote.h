@@ -98,6 +98,12 @@ typedef struct vdk_vm_disk {
 VDK_API int vdk_vm_disks(vdk_conn *c, const char *vm, const char *snap, vdk_vm_disk **out,
                          unsigned *count, vdk_error *err);
 
+/* One disk of the VM (at snapshot 'snap' or now), named by device key
+ * ("2000"), index ("0": the first disk), label ("Hard disk 1"), backing
+ * file ("[ds] vm/vm.vmdk") or its file name ("vm.vmdk"). */
+VDK_API int vdk_vm_disk_find(vdk_conn *c, const char *vm, const char *snap, const char *spec,
+                             vdk_vm_disk *out, vdk_error *err);
+
 typedef struct vdk_snapshot {
     char moref[128];
     char name[256];

@@ -88,6 +88,10 @@ vdk_disk *cli_open(const char *path, const struct open_opts *o);
 int cli_store_name(const char *path, const struct open_opts *o, const char *disk_path, char *out,
                    size_t outlen);
 
+/* own[0..n) followed by the remote options, --help (-h) and --quiet (-q),
+ * ending in a zero entry: a getopt_long table (static, reused per call). */
+struct option;
+struct option *cli_with_remote_opts(const struct option *own, size_t n);
 /* Handle a remote option; returns 1 if it was one. */
 int cli_remote_option(int opt, struct remote_opts *r);
 /* Connect (once per process) or print the error; NULL on failure. */

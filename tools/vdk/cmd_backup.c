@@ -1,6 +1,5 @@
 /* vdk's backup workflow on vSphere: changed --change-id, upload, backup,
  * restore. */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -11,56 +10,13 @@
 #include "cli.h"
 #include "vdk_remote.h"
 
-static struct option *merge_opts(const struct option *own, size_t n)
-{
-    static struct option all[48];
-    static const struct option remote[] = {
-        CLI_REMOTE_LONGOPTS, {"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'}};
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < 40; i++)
-        all[k++] = own[i];
-    for (size_t i = 0; i < sizeof(remote) / sizeof(*remote); i++)
-        all[k++] = remote[i];
-    all[k] = (struct option){0};
-    return all;
-}
-
-static int all_digits(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!isdigit((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
-/* DISK: a device key (2000), an index (0 = first disk), a label ("Hard
- * disk 1") or a backing file name. */
+/* DISK: see vdk_vm_disk_find. */
 static int pick_disk(vdk_conn *c, const char *vm, const char *snap, const char *spec,
                      vdk_vm_disk *out)
 {
-    vdk_vm_disk *d;
-    unsigned n;
     vdk_error err = {0};
-    if (vdk_vm_disks(c, vm, snap, &d, &n, &err) < 0)
+    if (vdk_vm_disk_find(c, vm, snap, spec, out, &err) < 0)
         return cli_error("%s", err.message), -1;
-    long num = all_digits(spec) ? strtol(spec, NULL, 10) : -1;
-    int hit = -1;
-    for (unsigned i = 0; i < n && hit < 0; i++) {
-        const char *base = strrchr(d[i].file, '/');
-        if ((num >= 1000 && d[i].key == num) || (num >= 0 && num < 1000 && (long)i == num) ||
-            !strcmp(d[i].label, spec) || !strcmp(d[i].file, spec) ||
-            (base && !strcmp(base + 1, spec)))
-            hit = (int)i;
-    }
-    if (hit >= 0)
-        *out = d[hit];
-    free(d);
-    if (hit < 0)
-        return cli_error("%s has no disk '%s' (%u disk%s: see 'vdk vms')", vm, spec, n,
-                         n == 1 ? "" : "s"),
-               -1;
     return 0;
 }
 
@@ -111,7 +67,7 @@ int cmd_changed_remote(int argc, char **argv)
     static const struct option own[] = {{"change-id", required_argument, NULL, 'c'},
                                         {"snapshot", required_argument, NULL, 's'},
                                         {"json", no_argument, NULL, 'j'}};
-    struct option *all = merge_opts(own, 3);
+    struct option *all = cli_with_remote_opts(own, 3);
     struct remote_opts r = {0};
     const char *id = NULL, *snapspec = NULL;
     struct changed_out o = {.first = 1};
@@ -246,7 +202,7 @@ static int upload_link(vdk_conn *conn, const char *path, const char *ds, const c
 
 int cmd_upload(int argc, char **argv)
 {
-    struct option *all = merge_opts(NULL, 0);
+    struct option *all = cli_with_remote_opts(NULL, 0);
     struct remote_opts r = {0};
     int quiet = 0, c;
     while ((c = getopt_long(argc, argv, "hq", all, NULL)) != -1) {
@@ -451,7 +407,7 @@ int cmd_backup(int argc, char **argv)
                                         {"incremental", required_argument, NULL, 'I'},
                                         {"change-id", required_argument, NULL, 'c'},
                                         {"force", no_argument, NULL, 'f'}};
-    struct option *all = merge_opts(own, 5);
+    struct option *all = cli_with_remote_opts(own, 5);
     struct backup_opts o = {0};
     int c;
     while ((c = getopt_long(argc, argv, "t:fhq", all, NULL)) != -1) {
@@ -539,7 +495,7 @@ int cmd_restore(int argc, char **argv)
 {
     static const struct option own[] = {{"type", required_argument, NULL, 't'},
                                         {"force", no_argument, NULL, 'f'}};
-    struct option *all = merge_opts(own, 2);
+    struct option *all = cli_with_remote_opts(own, 2);
     struct remote_opts r = {0};
     const char *type = "vmfs";
     int quiet = 0, force = 0, c;

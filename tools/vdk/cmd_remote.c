@@ -17,14 +17,7 @@
 static int next_opt(int argc, char **argv, const char *shorts, const struct option *own,
                     size_t n_own, struct remote_opts *r)
 {
-    static struct option all[48];
-    static const struct option remote[] = {CLI_REMOTE_LONGOPTS, {"help", no_argument, NULL, 'h'}};
-    size_t k = 0;
-    for (size_t i = 0; i < n_own && k < 40; i++)
-        all[k++] = own[i];
-    for (size_t i = 0; i < sizeof(remote) / sizeof(*remote); i++)
-        all[k++] = remote[i];
-    all[k] = (struct option){0};
+    struct option *all = cli_with_remote_opts(own, n_own);
     int c;
     while ((c = getopt_long(argc, argv, shorts, all, NULL)) != -1)
         if (!cli_remote_option(c, r))
@@ -209,7 +202,8 @@ static const char snapshot_help[] =
     "  --memory        include the memory state\n"
     "  --description TEXT  the snapshot's description\n"
     "  --children      also remove the snapshots below it\n"
-    "  --json          (list) machine-readable output\n" REMOTE_USAGE_TAIL;
+    "  --json          (list) machine-readable output\n"
+    "  -q, --quiet     no progress\n" REMOTE_USAGE_TAIL;
 
 static int snapshot_list(vdk_conn *conn, const char *vm, int json, vdk_error *err)
 {
@@ -255,9 +249,12 @@ int cmd_snapshot(int argc, char **argv)
     struct remote_opts r = {0};
     const char *desc = NULL;
     unsigned flags = 0;
-    int children = 0, json = 0, c;
-    while ((c = next_opt(argc - 1, argv + 1, "h", own, 5, &r)) != -1) {
+    int children = 0, json = 0, quiet = 0, c;
+    while ((c = next_opt(argc - 1, argv + 1, "hq", own, 5, &r)) != -1) {
         switch (c) {
+        case 'q':
+            quiet = 1;
+            break;
         case 'Q':
             flags |= VDK_SNAP_QUIESCE;
             break;
@@ -293,7 +290,7 @@ int cmd_snapshot(int argc, char **argv)
     vdk_error err = {0};
     int rc = vdk_vm_find(conn, args[0], vm, sizeof(vm), &err);
     struct progress p;
-    progress_init(&p, 100, 1);
+    progress_init(&p, 100, !quiet);
     if (rc == 0 && !strcmp(verb, "list")) {
         rc = snapshot_list(conn, vm, json, &err);
     } else if (rc == 0 && !strcmp(verb, "create")) {

@@ -45,6 +45,20 @@ int cli_remote_option(int opt, struct remote_opts *r)
     return 0;
 }
 
+struct option *cli_with_remote_opts(const struct option *own, size_t n)
+{
+    static struct option all[48];
+    static const struct option remote[] = {
+        CLI_REMOTE_LONGOPTS, {"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'}};
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 40; i++)
+        all[k++] = own[i];
+    for (size_t i = 0; i < sizeof(remote) / sizeof(*remote); i++)
+        all[k++] = remote[i];
+    all[k] = (struct option){0};
+    return all;
+}
+
 static void log_line(const char *line)
 {
     fprintf(stderr, "%s: %s\n", cli_cmd, line);
