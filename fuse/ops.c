@@ -345,7 +345,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         } else {
             int st = 0;
             char *s = info_text(n->disk, &st);
-            t = text_new(s ? s : vdk_strerror(st));
+            char *full = NULL;
+            if (s && asprintf(&full, "%stransport:      %s\n", s,
+                              fs->transport[0] ? fs->transport : "file") < 0)
+                full = NULL;
+            t = text_new(full ? full : s ? s : vdk_strerror(st));
+            free(full);
             free(s);
         }
         fi->fh = (uint64_t)(uintptr_t)t;

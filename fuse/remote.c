@@ -83,6 +83,8 @@ int remote_source(struct fs *fs, struct remote_mount *m, const char *source)
     }
     if (vdk_conn_store(m->conn, ds, path, &m->lower, &err) < 0)
         return vdkfs_say("%s", err.message), -1;
+    snprintf(fs->transport, sizeof(fs->transport), "https (%.200s, datastore %.200s)",
+             m->server ? m->server : "server from the config file", ds);
     fs->only = name ? strdup(name) : NULL;
     if (!m->redo) {
         if (!fs->ro)

@@ -50,6 +50,7 @@ struct fs {
     char root_path[4096];
     const char *only;     /* single-disk mode: show the tree holding this disk */
     const char *snapshot; /* -o snapshot=NAME: only the chain ending at NAME */
+    char transport[600];  /* shown in info (VixDiskLib_GetTransportMode) */
     int ro;
     /* Data requests hold it shared; operations that replace a disk's files
      * (grow, shrink, defragment, attach, commit) hold it exclusively. */

@@ -94,6 +94,7 @@ t "$vdkfs" -o "server=$VCSIM_URL,user=vdk,password_file=$dir/password" "$ds vdk/
     fail "vdkfs sparse"
 mounts+=(m1)
 cmp m1/s/flat up/sparse/s.ref || fail "vdkfs sparse flat differs"
+grep -q "^transport: *https" m1/s/info || fail "info does not show the https transport"
 VDK_PASSWORD=vdk-secret t "$vdkfs" -o "server=$VCSIM_URL,user=vdk" "$ds vdk/twogb/t.vmdk" m2 ||
     fail "vdkfs twoGb (password from VDK_PASSWORD)"
 mounts+=(m2)
