@@ -291,7 +291,7 @@ printf 'vixDiskLib.nfc.RequestTimeoutMs = 3000\n' >short.cfg
 for m in "notxml:not well-formed XML" "empty:empty reply" "laughs:carries a DTD\\|entity" \
     "xxe:carries a DTD" "huge:too large" "wrong:without a RetrieveServiceContentResponse" \
     "bare-fault:fault without a message" "long-moref:not a vSphere API endpoint" \
-    "trickle:RequestTimeoutMs"; do
+    "trickle:RequestTimeoutMs\\|no progress"; do
     rm -f port
     python3 "$src/tests/helpers/hostile_soap.py" "${m%%:*}" port >/dev/null 2>&1 &
     hpid=$!
