@@ -101,6 +101,11 @@ vdk_disk *cli_open_remote(const char *dspath, const struct open_opts *o);
 /* Log out, if cli_connect logged in. */
 void cli_disconnect(void);
 
+/* Clone src into a new VMDK at path out (its folder is the store), with
+ * progress unless quiet; an existing out is refused unless force.  Prints
+ * the error; returns the exit status. */
+int cli_clone_to(vdk_disk *src, const char *out, const vdk_create_params *p, int force, int quiet);
+
 /* Close what cli_open opened. */
 int cli_close(vdk_disk *d);
 

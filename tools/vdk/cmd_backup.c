@@ -284,35 +284,6 @@ static int stamp(const char *path, const vdk_vm_disk *disk)
     return 0;
 }
 
-static int full_backup(vdk_disk *src, const char *out, const struct backup_opts *o)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(out, '/');
-    snprintf(dir, sizeof(dir), "%.*s", slash ? (slash == out ? 1 : (int)(slash - out)) : 1,
-             slash ? out : ".");
-    vdk_store *st;
-    int r = vdk_store_local_new(dir, &st);
-    if (r < 0)
-        return cli_error("%s: %s", dir, strerror(-r));
-    const char *name = slash ? slash + 1 : out;
-    vdk_error err = {0};
-    struct vdk_stat sb;
-    if (st->ops->stat(st, name, &sb) == 0) {
-        if (!o->force) {
-            st->ops->destroy(st);
-            return cli_error("%s exists (use --force to replace it)", out);
-        }
-        vdk_unlink(st, name, 1, NULL);
-    }
-    struct progress p;
-    progress_init(&p, vdk_capacity(src), !o->quiet);
-    vdk_create_params cp = {.type = o->type};
-    r = vdk_clone(src, st, name, &cp, on_clone_progress, &p, &err);
-    progress_done(&p);
-    st->ops->destroy(st);
-    return r < 0 ? cli_error("%s", err.message) : 0;
-}
-
 struct incr {
     vdk_disk *src, *dst;
     char *buf;
@@ -455,7 +426,8 @@ int cmd_backup(int argc, char **argv)
         const char *out = argv[optind + 2];
         if (src) {
             rc = o.base ? incremental_backup(conn, vm, o.snap ? snap : NULL, &disk, src, out, &o)
-                        : full_backup(src, out, &o);
+                        : cli_clone_to(src, out, &(vdk_create_params){.type = o.type}, o.force,
+                                       o.quiet);
             vdk_close(src);
             if (!rc)
                 rc = stamp(out, &disk);

@@ -97,7 +97,7 @@ static void remove_existing(vdk_store *st, const char *name)
     st->ops->unlink(st, name);
 }
 
-static int clone_vmdk(vdk_disk *src, const char *out, vdk_create_params *p, int force, int quiet)
+int cli_clone_to(vdk_disk *src, const char *out, const vdk_create_params *p, int force, int quiet)
 {
     char dir[4096];
     const char *slash = strrchr(out, '/');
@@ -168,7 +168,7 @@ int cmd_clone(int argc, char **argv)
         return 1;
     if (!type || strcmp(type, "raw") != 0) {
         vdk_create_params p = {.type = type, .adapter = adapter};
-        int rc = clone_vmdk(cp.d, cp.out, &p, force, quiet);
+        int rc = cli_clone_to(cp.d, cp.out, &p, force, quiet);
         cli_close(cp.d);
         return rc;
     }
