@@ -1032,7 +1032,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_background = 64;
     conn->max_read = 1u << 20;
     conn->max_write = 1u << 20;
-    conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
+    conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }
 

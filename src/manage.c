@@ -1,5 +1,6 @@
 /* libvdk operations on existing disks: attach, commit, unlink. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,14 +418,20 @@ int vdk_grow(vdk_store *st, const char *name, uint64_t capacity, vdk_error *err)
 
 /* "vm/old.vmdk" renamed to "vm/new.vmdk": a file "old-s001.vmdk" named in
  * its descriptor becomes "new-s001.vmdk"; other names stay. */
-static void renamed(const char *file, const char *from_stem, const char *to_stem, char *out)
+static bool renamed(const char *file, const char *from_stem, const char *to_stem, char *out)
 {
     const char *b = vdk_basename(file);
     size_t l = strlen(from_stem);
-    if (!strncmp(b, from_stem, l) && b[l] != '\0')
-        snprintf(out, VDK_NAME_MAX, "%.*s%s%s", (int)(b - file), file, to_stem, b + l);
-    else
-        snprintf(out, VDK_NAME_MAX, "%s", file);
+    bool swap = !strncmp(b, from_stem, l) && b[l] != '\0';
+    size_t dir = (size_t)(b - file), stem = swap ? strlen(to_stem) : 0;
+    const char *rest = swap ? b + l : b;
+    size_t tail = strlen(rest);
+    if (dir + stem + tail >= VDK_NAME_MAX)
+        return false; /* the new name does not fit */
+    memcpy(out, file, dir);
+    memcpy(out + dir, to_stem, stem);
+    memcpy(out + dir + stem, rest, tail + 1);
+    return true;
 }
 
 static void stem_of(const char *name, char *out)
@@ -459,8 +466,9 @@ int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
         struct extent *e = &d->ext[i];
         if (!e->name || e->file == d->desc_file)
             continue;
-        renamed(e->name, from, to, nn);
-        if (strcmp(nn, e->name) && st->ops->stat(st, nn, &sb) == 0)
+        if (!renamed(e->name, from, to, nn))
+            r = vdk_fail(err, VDK_E_INVAL, "%s: the renamed file's name is too long", e->name);
+        else if (strcmp(nn, e->name) && st->ops->stat(st, nn, &sb) == 0)
             r = vdk_fail(err, VDK_E_EXISTS, "%s already exists", nn);
     }
     /* the descriptor names its extents by the new names */
@@ -470,7 +478,10 @@ int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
         if (!x->file)
             continue;
         char rel[VDK_NAME_MAX];
-        renamed(x->file, from, to, rel);
+        if (!renamed(x->file, from, to, rel)) {
+            r = vdk_fail(err, VDK_E_INVAL, "%s: the renamed extent's name is too long", x->file);
+            break;
+        }
         if (e->file == d->desc_file)
             snprintf(rel, sizeof(rel), "%s", vdk_basename(dst));
         free(x->file);
@@ -479,15 +490,17 @@ int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
     const char *ctk = r == 0 ? desc_get(d->desc, "changeTrackPath") : NULL;
     char ctk_old[VDK_NAME_MAX] = "", ctk_rel[VDK_NAME_MAX];
     if (ctk && vdk_name_join(src, ctk, ctk_old, sizeof(ctk_old)) == 0) {
-        renamed(ctk, from, to, ctk_rel);
-        desc_set(d->desc, "changeTrackPath", ctk_rel, NULL);
+        if (renamed(ctk, from, to, ctk_rel))
+            desc_set(d->desc, "changeTrackPath", ctk_rel, NULL);
+        else
+            ctk_old[0] = '\0'; /* too long to rename: it keeps its name */
     }
     /* move the extents, then the descriptor (for a monolithic file, both) */
     for (unsigned i = 0; r == 0 && i < d->n_ext; i++) {
         struct extent *e = &d->ext[i];
         if (!e->name || e->file == d->desc_file)
             continue;
-        renamed(e->name, from, to, nn);
+        (void)renamed(e->name, from, to, nn); /* checked above */
         if (!strcmp(nn, e->name))
             continue;
         int e2 = st->ops->rename(st, e->name, nn);
@@ -497,8 +510,8 @@ int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
             snprintf(done[n_done++], VDK_NAME_MAX, "%s", e->name);
     }
     if (r == 0 && ctk_old[0]) {
-        renamed(ctk_old, from, to, nn);
-        st->ops->rename(st, ctk_old, nn);
+        if (renamed(ctk_old, from, to, nn))
+            st->ops->rename(st, ctk_old, nn);
     }
     if (r == 0) {
         int e2 = st->ops->rename(st, src, dst);
@@ -514,7 +527,7 @@ int vdk_rename(vdk_store *st, const char *src, const char *dst, vdk_error *err)
     } else {
         /* put back what moved */
         for (unsigned i = 0; i < n_done; i++) {
-            renamed(done[i], from, to, nn);
+            (void)renamed(done[i], from, to, nn);
             st->ops->rename(st, nn, done[i]);
         }
     }

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "util.h"
+#include "zpool.h"
 
 #define GRAIN_SECTORS 128u
 #define GTES          512u
@@ -424,8 +425,10 @@ struct stream_w {
     int gt_used;
     uint32_t *gd;
     unsigned char header[512];
-    unsigned char *z;
-    size_t zcap;
+    struct zpool *pool; /* compresses grains on the CPUs, hands them back in order */
+    uint64_t next_gi;   /* stream_put's order check */
+    vdk_error *err;     /* where sw_emit reports (the current put's or finish's) */
+    int failed;         /* sw_emit has reported an error */
 };
 
 static int sw_write(struct stream_w *w, const void *p, size_t n, vdk_error *err)
@@ -477,15 +480,16 @@ int stream_open(vdk_store *st, const char *name, const struct new_disk *nd, stru
     w->n_gt = (w->grains + GTES - 1) / GTES;
     w->gt = calloc(GTES, 4);
     w->gd = calloc(w->n_gt, 4);
-    w->zcap = compressBound(STREAM_GRAIN) + 12;
-    w->z = malloc(w->zcap);
+    /* level 6, as VMware's and qemu's writers: the size stays theirs */
+    if (zpool_new(zpool_default_threads(), 6, STREAM_GRAIN, 12, &w->pool) < 0)
+        w->pool = NULL;
     uint32_t cid;
     random_bytes(&cid, sizeof(cid));
     char lines[VDK_NAME_MAX + 64];
     snprintf(lines, sizeof(lines), "RW %llu SPARSE \"%s\"\n", (unsigned long long)nd->sectors,
              vdk_basename(name));
     char *desc = create_descriptor(nd, cid == 0xffffffffu ? 1 : cid, lines);
-    if (!w->gt || !w->gd || !w->z || !desc) {
+    if (!w->gt || !w->gd || !w->pool || !desc) {
         free(desc);
         stream_finish(w, 1, NULL);
         return vdk_fail(err, VDK_E_NOMEM, "out of memory");
@@ -522,37 +526,62 @@ int stream_open(vdk_store *st, const char *name, const struct new_disk *nd, stru
     return 0;
 }
 
-int stream_put(struct stream_w *w, uint64_t gi, const void *grain, vdk_error *err)
+/* One compressed grain, in order: the 12-byte grain marker (LBA, size)
+ * goes in the room zpool left before the zlib stream. */
+static int sw_emit(void *arg, uint64_t gi, unsigned char *z, size_t zl)
 {
-    if (gi >= w->grains || gi / GTES < w->cur_gt || (gi / GTES == w->cur_gt && w->gt[gi % GTES]))
-        return vdk_fail(err, VDK_E_INVAL, "%s: stream grains must come in increasing order",
-                        w->name);
+    struct stream_w *w = arg;
     int r = 0;
     if (gi / GTES != w->cur_gt) {
-        r = sw_flush_gt(w, err);
+        r = sw_flush_gt(w, w->err);
         w->cur_gt = gi / GTES;
     }
-    uLongf zl = w->zcap - 12;
-    uint64_t left = (w->sectors - gi * GRAIN_SECTORS) * SECTOR;
-    if (r == 0 && compress2(w->z + 12, &zl, grain, (uLong)min_u64(STREAM_GRAIN, left), 6) != Z_OK)
-        r = vdk_fail(err, VDK_E_NOMEM, "%s: compression failed", w->name);
-    if (r == 0) {
-        put_le64(w->z, gi * GRAIN_SECTORS);
-        put_le32(w->z + 8, (uint32_t)zl);
-        w->gt[gi % GTES] = (uint32_t)(w->at / SECTOR);
-        w->gt_used = 1;
-        if ((w->at + 12 + zl) / SECTOR > UINT32_MAX)
-            r = vdk_fail(err, VDK_E_NOSPC, "%s: stream file passes 2 TiB", w->name);
-        else
-            r = sw_write(w, w->z, 12 + zl, err);
+    put_le64(z, gi * GRAIN_SECTORS);
+    put_le32(z + 8, (uint32_t)zl);
+    w->gt[gi % GTES] = (uint32_t)(w->at / SECTOR);
+    w->gt_used = 1;
+    if (r == 0 && (w->at + 12 + zl) / SECTOR > UINT32_MAX)
+        r = vdk_fail(w->err, VDK_E_NOSPC, "%s: stream file passes 2 TiB", w->name);
+    else if (r == 0)
+        r = sw_write(w, z, 12 + zl, w->err);
+    w->failed = r < 0;
+    return r;
+}
+
+/* A pool error that sw_emit did not report is zlib's own. */
+static int sw_pool_error(struct stream_w *w, int r, vdk_error *err)
+{
+    if (r < 0 && !w->failed) {
+        w->failed = 1;
+        return vdk_fail(err, VDK_E_NOMEM, "%s: compression failed", w->name);
     }
     return r;
+}
+
+int stream_put(struct stream_w *w, uint64_t gi, const void *grain, vdk_error *err)
+{
+    if (w->failed)
+        return vdk_fail(err, VDK_E_IO, "%s: an earlier write failed", w->name);
+    if (gi >= w->grains || gi < w->next_gi)
+        return vdk_fail(err, VDK_E_INVAL, "%s: stream grains must come in increasing order",
+                        w->name);
+    w->next_gi = gi + 1;
+    uint64_t left = (w->sectors - gi * GRAIN_SECTORS) * SECTOR;
+    w->err = err;
+    int r = zpool_put(w->pool, gi, grain, (size_t)min_u64(STREAM_GRAIN, left), sw_emit, w);
+    return sw_pool_error(w, r, err);
 }
 
 int stream_finish(struct stream_w *w, int abort, vdk_error *err)
 {
     int r = 0;
-    if (!abort) {
+    if (!abort && w->failed)
+        r = vdk_fail(err, VDK_E_IO, "%s: an earlier write failed", w->name);
+    if (!abort && r == 0) {
+        w->err = err;
+        r = sw_pool_error(w, zpool_drain(w->pool, sw_emit, w), err);
+    }
+    if (!abort && r == 0) {
         r = sw_flush_gt(w, err);
         uint64_t gd_sectors = (w->n_gt * 4 + SECTOR - 1) / SECTOR;
         if (r == 0)
@@ -585,9 +614,9 @@ int stream_finish(struct stream_w *w, int abort, vdk_error *err)
         w->f->ops->close(w->f);
     if ((abort || r < 0) && w->f)
         w->st->ops->unlink(w->st, w->name);
+    zpool_free(w->pool);
     free(w->gt);
     free(w->gd);
-    free(w->z);
     free(w);
     return r;
 }
