@@ -198,10 +198,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         return (void)fuse_reply_err(req, ENOENT);
     }
     if (slot == S_CHILDREN) {
-        tree_scan(fs); /* children made by other tools show up here */
         k = tree_kids(fs, n, ids, 4096);
         unsigned c = find_kid(fs, ids, k, name);
-        return c ? reply_entry(req, ino_of(c, S_DIR), 0.0) : (void)fuse_reply_err(req, ENOENT);
+        if (!c) {
+            /* children made by other tools show up here; a known child needs
+             * no scan (a path 64 links deep scanned the folder 64 times) */
+            tree_scan(fs);
+            k = tree_kids(fs, n, ids, 4096);
+            c = find_kid(fs, ids, k, name);
+        }
+        /* cached for a second like the roots: with no caching, every open
+         * of a leaf 64 links deep sent the kernel through 200 lookups */
+        return c ? reply_entry(req, ino_of(c, S_DIR), 1.0) : (void)fuse_reply_err(req, ENOENT);
     }
     int err = 0;
     if (slot == S_META || slot == S_PARTS) {

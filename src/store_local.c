@@ -22,7 +22,13 @@ struct local_store {
 struct local_file {
     vdk_file base;
     int fd;
+    uint64_t unkicked; /* bytes written since writeback was last started */
 };
+
+/* Start writeback every 32 MiB written: the flush that ends a clone,
+ * shrink or long write then finds little left to do, and the disk writes
+ * while the next megabytes are read, instead of after. */
+#define KICK_BYTES (32ull << 20)
 
 static int valid_name(const char *name)
 {
@@ -203,6 +209,10 @@ static int64_t lf_pwrite(vdk_file *f, const void *buf, size_t len, uint64_t off)
         }
         done += (size_t)n;
     }
+    struct local_file *lf = (struct local_file *)f;
+    if (__atomic_add_fetch(&lf->unkicked, len, __ATOMIC_RELAXED) >= KICK_BYTES &&
+        __atomic_exchange_n(&lf->unkicked, 0, __ATOMIC_RELAXED) >= KICK_BYTES)
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: errors come at flush */
     return (int64_t)done;
 }
 

@@ -84,6 +84,7 @@ struct vdk_disk {
     int owns_mc;
     int unclean;
     int writable;              /* opened for writing (top link only) */
+    uint64_t hole_hint;        /* read-only links: a known hole, see read.c */
     int cid_changed;           /* the CID was renewed since open */
     int keep_zeros;            /* store zeros written over holes (a rewrite of a
                                 * link whose parent must stay hidden there) */

@@ -17,6 +17,42 @@ struct extent *link_find_extent(struct vdk_disk *d, uint64_t off)
     return &d->ext[lo];
 }
 
+/* A read through a deep chain asks every link above the data whether it
+ * holds the range; most answer "hole" for megabytes on end.  A read-only
+ * link remembers the last hole it reported, so the next reads in it skip
+ * the link's tables: a 64-link chain then reads nearly as fast as one
+ * link.  The hint is one word (start and end in 64 KiB units) so threads
+ * never see half of one; links opened for writing keep none. */
+#define HINT_UNIT (64u << 10)
+#define HINT_SPAN (64ull << 20) /* how far a hole is explored ahead */
+
+static int hint_covers(struct vdk_disk *l, uint64_t off, uint64_t *end)
+{
+    uint64_t h = __atomic_load_n(&l->hole_hint, __ATOMIC_RELAXED);
+    uint64_t lo = (h >> 32) * HINT_UNIT, hi = (h & 0xffffffffu) * HINT_UNIT;
+    if (!h || off < lo || off >= hi)
+        return 0;
+    *end = hi;
+    return 1;
+}
+
+static void hint_learn(struct vdk_disk *l, struct extent *e, uint64_t off, const struct run *r,
+                       uint64_t asked)
+{
+    uint64_t hole_end = off + r->len;
+    if (r->len == asked) {
+        /* the hole may go on past what was asked: look further once */
+        struct run wide;
+        uint64_t span = min_u64(HINT_SPAN, e->start + e->size - off);
+        if (span > asked && e->ops->status(e, off - e->start, span, &wide) == 0 &&
+            wide.kind == RUN_HOLE && wide.len >= r->len && wide.len <= span)
+            hole_end = off + wide.len;
+    }
+    uint64_t lo = (off + HINT_UNIT - 1) / HINT_UNIT, hi = hole_end / HINT_UNIT;
+    if (hi > lo && hi <= 0xffffffffu)
+        __atomic_store_n(&l->hole_hint, lo << 32 | hi, __ATOMIC_RELAXED);
+}
+
 int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_only,
                   struct vdk_disk **link, struct extent **ext, struct run *r)
 {
@@ -28,6 +64,12 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
             *ext = NULL;
             *r = (struct run){.kind = RUN_ZERO, .len = limit};
             return 0;
+        }
+        uint64_t hint_end;
+        int hinted = !l->writable && !this_link_only && l->parent;
+        if (hinted && hint_covers(l, off, &hint_end)) {
+            limit = min_u64(limit, hint_end - off);
+            continue;
         }
         struct extent *e = link_find_extent(l, off);
         uint64_t n = min_u64(limit, e->start + e->size - off);
@@ -45,6 +87,8 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
             *ext = e;
             return 0;
         }
+        if (hinted)
+            hint_learn(l, e, off, r, n);
         limit = r->len;
     }
     return disk_fail(d, VDK_E_INVAL, "unreachable");

@@ -32,7 +32,7 @@ struct copy {
     vdk_disk *d;
     int fd;
     unsigned char *buf;
-    uint64_t done;
+    uint64_t done, unkicked;
     struct progress prog;
     const char *out;
 };
@@ -64,6 +64,11 @@ static int copy_range(void *arg, const vdk_range *r)
                 if (k < 0)
                     return cli_error("%s: write failed: %s", c->out, strerror(errno)), 1;
                 w += (size_t)k;
+            }
+            /* start writeback as we go: the final fsync has little left */
+            if ((c->unkicked += n) >= (32u << 20)) {
+                sync_file_range(c->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+                c->unkicked = 0;
             }
         }
         pos += n;
