@@ -20,7 +20,7 @@ esac
 build_pkgs=(build-essential cmake pkg-config zlib1g-dev libfuse3-dev fuse3 libssl-dev
     libcurl4-openssl-dev libxml2-dev qemu-utils)
 test_pkgs=(libcriterion-dev libvmdk-utils fio e2fsprogs fuse2fs python3 clang-format attr
-    clang libclang-rt-14-dev valgrind curl golang-go golang-github-vmware-govmomi-dev)
+    clang libclang-rt-14-dev valgrind curl golang-go golang-github-vmware-govmomi-dev pigz)
 
 sudo=
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi

@@ -262,7 +262,10 @@ int main(int argc, char **argv)
         return 1;
     }
     fuse_opt_add_arg(&args, "-odefault_permissions");
-    fuse_opt_add_arg(&args, "-omax_read=1048576");
+    /* 512 KiB reads: a spliced reply (header and data) must fit in one pipe,
+     * and pipes stop at 1 MiB for ordinary users; a 1 MiB read fell back to
+     * copying through a fresh buffer and ran at half the speed */
+    fuse_opt_add_arg(&args, "-omax_read=524288");
     char fsname[PATH_MAX + 32];
     snprintf(fsname, sizeof(fsname), "-ofsname=vdkfs:%s,subtype=vdkfs", o.source);
     fuse_opt_add_arg(&args, fsname);

@@ -427,6 +427,99 @@ static int io_errno(vdk_disk *d, int64_t r)
     return vdk_errno((int)r);
 }
 
+/* Each worker thread keeps one read buffer for the life of the mount: a
+ * fresh 1 MiB malloc per request came back as new pages the kernel had to
+ * zero and fault in (a tenth of a sequential read's time). */
+static __thread char *rbuf;
+static __thread size_t rbuf_size;
+
+static void free_read_buffer(void *p)
+{
+    free(p);
+}
+
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+
+static void rbuf_key_init(void)
+{
+    pthread_key_create(&rbuf_key, free_read_buffer); /* frees it when the thread ends */
+}
+
+static char *read_buffer(size_t size)
+{
+    if (size <= rbuf_size)
+        return rbuf;
+    size_t want = size < (1u << 20) ? 1u << 20 : size;
+    char *p = malloc(want);
+    if (!p)
+        return NULL;
+    pthread_once(&rbuf_once, rbuf_key_init);
+    free(rbuf);
+    rbuf = p;
+    rbuf_size = want;
+    pthread_setspecific(rbuf_key, p);
+    return p;
+}
+
+/* Reply with disk bytes.  A range that sits unchanged in one local file
+ * goes to the kernel by splice (page references into a pipe, then one copy
+ * into the reader's pages) instead of a pread into memory and a second
+ * copy out of it.  Only whole single-file replies are spliced: libfuse
+ * 3.14, when a splice of a later piece fails after earlier pieces went into
+ * the pipe, falls back to copying from the advanced position, and the
+ * reply came out shifted (seen on cold page caches).  Mixed replies are
+ * assembled in memory. */
+#define READ_SEGS  64
+#define SPLICE_MIN (64u << 10)
+
+static int fill_named(char *buf, const vdk_segment *seg, int k)
+{
+    size_t pos = 0;
+    for (int i = 0; i < k; i++) {
+        for (size_t done = 0; seg[i].fd >= 0 && done < seg[i].len;) {
+            ssize_t got = pread(seg[i].fd, buf + pos + done, (size_t)seg[i].len - done,
+                                (off_t)(seg[i].fd_off + done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return got < 0 ? errno : EIO;
+            done += (size_t)got;
+        }
+        pos += (size_t)seg[i].len;
+    }
+    return 0;
+}
+
+static void read_flat(fuse_req_t req, struct node *n, size_t size, uint64_t off)
+{
+    char *buf = read_buffer(size);
+    if (!buf)
+        return (void)fuse_reply_err(req, ENOMEM);
+    vdk_segment seg[READ_SEGS];
+    /* small reads: three splice calls cost more than copying 4 KiB twice
+     * (random 4 KiB reads measured 52k IOPS spliced, 67k copied) */
+    unsigned room = size >= SPLICE_MIN ? READ_SEGS : 1;
+    int k = vdk_read_vec(n->disk, buf, size, off, seg, room);
+    if (k < 0)
+        return (void)fuse_reply_err(req, io_errno(n->disk, k));
+    size_t total = 0;
+    for (int i = 0; i < k; i++)
+        total += (size_t)seg[i].len;
+    if (k == 1 && seg[0].fd >= 0) {
+        struct fuse_bufvec v = FUSE_BUFVEC_INIT(total);
+        v.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        v.buf[0].fd = seg[0].fd;
+        v.buf[0].pos = (off_t)seg[0].fd_off;
+        /* no SPLICE_MOVE: the backing file's cached pages are not ours */
+        return (void)fuse_reply_data(req, &v, 0);
+    }
+    int e = fill_named(buf, seg, k);
+    if (e)
+        return (void)fuse_reply_err(req, e);
+    fuse_reply_buf(req, buf, total);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -441,16 +534,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             return (void)fuse_reply_buf(req, NULL, 0);
         if (size > len - (uint64_t)off)
             size = (size_t)(len - (uint64_t)off);
-        char *buf = malloc(size);
-        if (!buf)
-            return (void)fuse_reply_err(req, ENOMEM);
-        int64_t got = vdk_read(n->disk, buf, size, start + (uint64_t)off);
-        if (got < 0)
-            fuse_reply_err(req, io_errno(n->disk, got));
-        else
-            fuse_reply_buf(req, buf, (size_t)got);
-        free(buf);
-        return;
+        return read_flat(req, n, size, start + (uint64_t)off);
     }
     struct text *t = (struct text *)(uintptr_t)fi->fh;
     if (slot == S_CTL) {
@@ -1038,8 +1122,12 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->max_background = 64;
-    conn->max_read = 1u << 20;
+    conn->max_read = 1u << 19; /* see main.c: spliced replies fit a pipe */
     conn->max_write = 1u << 20;
+    /* splice replies: data runs of local files reach readers with one copy */
+    conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
+    /* but not requests: a write arrives through a pipe and a second read
+     * for nothing, since writes are handled from memory anyway */
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }

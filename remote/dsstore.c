@@ -98,7 +98,7 @@ static void ds_close(vdk_file *vf)
 }
 
 static const struct vdk_file_ops file_ops = {1,       ds_pread,    ds_pwrite, ds_flush,
-                                             ds_size, ds_truncate, ds_close};
+                                             ds_size, ds_truncate, ds_close,  NULL};
 
 /* Names stay inside the datastore: no absolute paths, no "..". */
 static int check_name(const char *name)

@@ -83,6 +83,12 @@ int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off)
     return chain_read(disk, buf, len, off);
 }
 
+int vdk_read_vec(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                 unsigned max)
+{
+    return chain_read_vec(disk, buf, len, off, seg, max);
+}
+
 void vdk_last_error(vdk_disk *disk, vdk_error *err)
 {
     pthread_mutex_lock(&disk->err_lock);

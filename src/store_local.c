@@ -241,8 +241,14 @@ static void lf_close(vdk_file *f)
     free(f);
 }
 
+static int lf_fd(vdk_file *f)
+{
+    return ((struct local_file *)f)->fd;
+}
+
 static const struct vdk_file_ops local_file_ops = {
-    .version = 1,
+    .version = 2,
+    .fd = lf_fd,
     .pread = lf_pread,
     .pwrite = lf_pwrite,
     .flush = lf_flush,

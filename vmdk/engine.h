@@ -111,6 +111,9 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
                   struct vdk_disk **link, struct extent **ext, struct run *r);
 
 int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off);
+/* vdk_read_vec (vdk.h): pieces in local files are named, not copied. */
+int chain_read_vec(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                   unsigned max);
 
 /* The extent holding byte off (off < d->capacity). */
 struct extent *link_find_extent(struct vdk_disk *d, uint64_t off);

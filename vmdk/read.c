@@ -94,7 +94,38 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
     return disk_fail(d, VDK_E_INVAL, "unreachable");
 }
 
-int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
+/* Append a piece to a vdk_read_vec answer, merging it with the last one
+ * when they continue each other.  The last slot is kept for memory pieces,
+ * which can always merge, so the answer never runs out of room. */
+static int seg_add(vdk_segment *seg, unsigned max, unsigned *n, int fd, uint64_t fd_off,
+                   uint64_t len)
+{
+    vdk_segment *last = *n ? &seg[*n - 1] : NULL;
+    if (last && last->fd == fd && (fd < 0 || last->fd_off + last->len == fd_off)) {
+        last->len += len;
+        return 0;
+    }
+    if (*n + (fd >= 0) >= max)
+        return -1; /* no room: the caller copies it instead */
+    seg[(*n)++] = (vdk_segment){.fd = fd, .fd_off = fd_off, .len = len};
+    return 0;
+}
+
+/* A data run that may be named instead of copied: its file has a
+ * descriptor and holds every byte of the run (a short file is corruption,
+ * which only the copying path reports). */
+static int run_fd(struct extent *e, const struct run *r)
+{
+    const struct vdk_file_ops *o = e->file->ops;
+    if (o->version < 2 || !o->fd || r->file_off + r->len > ext_file_size(e))
+        return -1;
+    return o->fd(e->file);
+}
+
+/* Read [off, off+len) into buf, or with seg, describe what sits in files
+ * and read only the rest. */
+static int64_t read_runs(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                         unsigned max, unsigned *n_seg)
 {
     if (off >= d->capacity)
         return 0;
@@ -110,6 +141,11 @@ int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
             return rc;
         char *p = (char *)buf + done;
         size_t n = (size_t)r.len;
+        int fd = seg && r.kind == RUN_DATA ? run_fd(e, &r) : -1;
+        if (fd >= 0 && seg_add(seg, max, n_seg, fd, r.file_off, n) == 0) {
+            done += n;
+            continue;
+        }
         if (r.kind == RUN_DATA) {
             int64_t got = e->file->ops->pread(e->file, p, n, r.file_off);
             if (got < 0)
@@ -129,7 +165,24 @@ int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
         } else {
             memset(p, 0, n);
         }
+        if (seg)
+            seg_add(seg, max, n_seg, -1, 0, n);
         done += n;
     }
     return (int64_t)done;
+}
+
+int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
+{
+    return read_runs(d, buf, len, off, NULL, 0, NULL);
+}
+
+int chain_read_vec(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                   unsigned max)
+{
+    if (max == 0)
+        return disk_fail(d, VDK_E_INVAL, "vdk_read_vec needs room for one piece");
+    unsigned n = 0;
+    int64_t got = read_runs(d, buf, len, off, seg, max, &n);
+    return got < 0 ? (int)got : (int)n;
 }

@@ -94,6 +94,27 @@ VDK_API uint64_t vdk_capacity(const vdk_disk *disk);
  * negative vdk_status (details in vdk_last_error). Thread-safe. */
 VDK_API int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off);
 
+/* One piece of a vdk_read_vec answer: either len bytes readable with
+ * pread(fd, .., len, fd_off), or (fd -1) bytes already in the caller's
+ * buffer at this piece's position. */
+typedef struct vdk_segment {
+    int fd;
+    uint64_t fd_off;
+    uint64_t len;
+} vdk_segment;
+
+/* Like vdk_read, but where the bytes sit unchanged in a local file the
+ * answer names that file range instead of copying it, so a caller can
+ * splice or sendfile it (vdkfs hands such ranges to the kernel without a
+ * copy through memory).  Everything else (zeros, compressed grains, remote
+ * data) is read into buf at its offset in the range; past max pieces, the
+ * rest too.  The pieces cover [off, off+returned length) in order.  Returns
+ * the number of pieces in seg (>= 1, or 0 at or past the capacity) or a
+ * negative vdk_status.  The descriptors stay valid while the disk is open.
+ * Thread-safe. */
+VDK_API int vdk_read_vec(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                         unsigned max);
+
 /* Write len bytes at off into the top link (allocating grains as needed).
  * Returns len or a negative vdk_status; [off, off+len) must lie within the
  * capacity.  The first write after open gives the disk a new CID, as VMware

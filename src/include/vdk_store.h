@@ -29,7 +29,7 @@ typedef struct vdk_file vdk_file;
 typedef struct vdk_store vdk_store;
 
 /* Operations on an open file.  The struct only ever grows at its end;
- * 'version' says how many members a caller may use (currently 1). */
+ * 'version' says which members a store fills in: 1 up to close, 2 adds fd. */
 struct vdk_file_ops {
     unsigned version;
     /* Read up to len bytes at off.  Returns the count read (short only at
@@ -45,6 +45,10 @@ struct vdk_file_ops {
     int (*truncate)(vdk_file *f, uint64_t size);
     /* Release the handle; pending writes are not flushed. */
     void (*close)(vdk_file *f);
+    /* Version 2: a descriptor whose pread gives the same bytes, valid until
+     * close, or -1 (NULL also means none).  Lets vdkfs splice data to the
+     * kernel instead of copying it through memory. */
+    int (*fd)(vdk_file *f);
 };
 
 /* Every file handle starts with this header; implementations embed it. */

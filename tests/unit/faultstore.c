@@ -61,7 +61,7 @@ static void f_close(vdk_file *f)
 }
 
 static const struct vdk_file_ops fops = {1,      f_pread,    f_pwrite, f_flush,
-                                         f_size, f_truncate, f_close};
+                                         f_size, f_truncate, f_close,  NULL};
 
 static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **out)
 {

@@ -144,7 +144,7 @@ static void r_close(vdk_file *f)
 }
 
 static const struct vdk_file_ops rfops = {1,      r_pread,    r_pwrite, r_flush,
-                                          r_size, r_truncate, r_close};
+                                          r_size, r_truncate, r_close,  NULL};
 
 static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **out)
 {

@@ -32,8 +32,8 @@ static int check_emit(void *arg, uint64_t tag, unsigned char *out, size_t zlen)
         out[i] = 0xee; /* the prefix is the caller's */
     uint8_t *back = malloc(G);
     uLongf bl = G;
-    cr_assert_eq(uncompress(back, &bl, out + PREFIX, (uLong)zlen), Z_OK, "tag %llu does not inflate",
-                 (unsigned long long)tag);
+    cr_assert_eq(uncompress(back, &bl, out + PREFIX, (uLong)zlen), Z_OK,
+                 "tag %llu does not inflate", (unsigned long long)tag);
     cr_assert_eq(bl, s->len[tag]);
     cr_assert(!memcmp(back, s->in[tag], bl), "tag %llu inflates to other bytes",
               (unsigned long long)tag);
@@ -113,9 +113,27 @@ static void run(unsigned threads, unsigned n, int stop_at)
     free(s.len);
 }
 
-Test(zpool, inline_in_order) { run(0, 60, -1); }
-Test(zpool, two_threads_in_order) { run(2, 300, -1); }
-Test(zpool, many_threads_in_order) { run(7, 300, -1); }
-Test(zpool, emit_error_stops_the_pool) { run(3, 200, 37); }
-Test(zpool, emit_error_inline) { run(0, 20, 5); }
-Test(zpool, nothing_queued) { run(2, 0, -1); }
+Test(zpool, inline_in_order)
+{
+    run(0, 60, -1);
+}
+Test(zpool, two_threads_in_order)
+{
+    run(2, 300, -1);
+}
+Test(zpool, many_threads_in_order)
+{
+    run(7, 300, -1);
+}
+Test(zpool, emit_error_stops_the_pool)
+{
+    run(3, 200, 37);
+}
+Test(zpool, emit_error_inline)
+{
+    run(0, 20, 5);
+}
+Test(zpool, nothing_queued)
+{
+    run(2, 0, -1);
+}

@@ -1,0 +1,143 @@
+/* vdk_read_vec: the pieces it names in files plus the bytes it copies give
+ * exactly what vdk_read gives, for any range and any room; local data runs
+ * are named rather than copied; a file shorter than its table claims is an
+ * error, as in vdk_read. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define MiB (1u << 20)
+#define N   (6 * MiB)
+
+static char dir[64];
+
+static void write_file(const char *name, const void *p, size_t n)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, p, n), (ssize_t)n);
+    close(fd);
+}
+
+/* base.vmdk: hosted sparse with data, zeroed and empty grains; top.vmdk: a
+ * streamOptimized child (compressed grains travel as memory). */
+static void make_chain(uint8_t *model)
+{
+    uint8_t *raw = make_raw(N, 3), *plan = malloc(N / 65536);
+    uint64_t seed = 9;
+    for (size_t g = 0; g < N / 65536; g++)
+        plan[g] = rnd(&seed) % 4 == 0 ? G_NONE : rnd(&seed) % 5 == 0 ? G_ZERO : G_DATA;
+    char line[128];
+    snprintf(line, sizeof(line), "RW %u SPARSE \"base.vmdk\"", N / 512);
+    char *text = descriptor("monolithicSparse", line, NULL, 7, 0xffffffff);
+    struct buf b;
+    build_kdmv(raw, plan,
+               &(struct kdmv_opts){.capacity = N / 512, .descriptor = text, .zeroed_flag = 1}, &b);
+    write_file("base.vmdk", b.p, b.len);
+    for (size_t off = 0; off < N; off += 65536)
+        if (plan[off / 65536] == G_DATA)
+            memcpy(model + off, raw + off, 65536);
+        else
+            memset(model + off, 0, 65536);
+    buf_free(&b);
+    free(text);
+    uint8_t *raw2 = make_raw(N, 4), *plan2 = malloc(N / 65536);
+    for (size_t g = 0; g < N / 65536; g++)
+        plan2[g] = g % 7 == 3 ? G_DATA : G_NONE;
+    snprintf(line, sizeof(line), "RW %u SPARSE \"top.vmdk\"", N / 512);
+    text = descriptor("streamOptimized", line, "base.vmdk", 8, 7);
+    build_kdmv(raw2, plan2,
+               &(struct kdmv_opts){.capacity = N / 512, .descriptor = text, .stream = 1}, &b);
+    write_file("top.vmdk", b.p, b.len);
+    for (size_t off = 0; off < N; off += 65536)
+        if (plan2[off / 65536] == G_DATA)
+            memcpy(model + off, raw2 + off, 65536);
+    buf_free(&b);
+    free(text);
+    free(raw);
+    free(raw2);
+    free(plan);
+    free(plan2);
+}
+
+/* Put the answer together as a caller would, and count named pieces. */
+static unsigned assemble(const vdk_segment *seg, int k, const uint8_t *buf, uint8_t *out)
+{
+    size_t pos = 0;
+    unsigned named = 0;
+    for (int i = 0; i < k; i++) {
+        if (seg[i].fd >= 0) {
+            ssize_t got = pread(seg[i].fd, out + pos, seg[i].len, (off_t)seg[i].fd_off);
+            cr_assert_eq(got, (ssize_t)seg[i].len, "a named piece reads short");
+            named++;
+        } else {
+            memcpy(out + pos, buf + pos, seg[i].len);
+        }
+        pos += seg[i].len;
+    }
+    return named;
+}
+
+Test(read_vec, pieces_rebuild_the_bytes)
+{
+    snprintf(dir, sizeof(dir), "/tmp/vdk-readvec-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    uint8_t *model = malloc(N);
+    make_chain(model);
+    vdk_store *st;
+    cr_assert_eq(vdk_store_local_new(dir, &st), 0);
+    vdk_disk *d = open_ok(st, "top.vmdk", VDK_OPEN_RDONLY);
+    uint8_t *buf = malloc(2 * MiB), *out = malloc(2 * MiB);
+    vdk_segment seg[16];
+    uint64_t s = 77;
+    unsigned named = 0;
+    for (int i = 0; i < 400; i++) {
+        uint64_t off = rnd(&s) % N;
+        size_t len = (size_t)(rnd(&s) % (2 * MiB)) + 1;
+        unsigned room = 1 + (unsigned)(rnd(&s) % 16);
+        int k = vdk_read_vec(d, buf, len, off, seg, room);
+        size_t want = len < N - off ? len : N - off;
+        cr_assert_gt(k, 0);
+        cr_assert_leq((unsigned)k, room);
+        size_t total = 0;
+        for (int j = 0; j < k; j++)
+            total += seg[j].len;
+        cr_assert_eq(total, want, "pieces cover %zu of %zu bytes", total, want);
+        named += assemble(seg, k, buf, out);
+        cr_assert(!memcmp(out, model + off, want), "read_vec at %llu+%zu (room %u) differs",
+                  (unsigned long long)off, len, room);
+        if (room == 1)
+            cr_assert_eq(seg[0].fd, -1, "one piece of room: everything is copied");
+    }
+    cr_assert_gt(named, 100, "local data runs are named, not copied (%u named)", named);
+    cr_assert_eq(vdk_read_vec(d, buf, 10, N, seg, 4), 0, "past the capacity: nothing");
+    vdk_close(d);
+    /* a base whose file was cut short: the named path must not hide it */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/base.vmdk", dir);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    cr_assert_eq(truncate(path, sb.st_size - 3 * 65536), 0);
+    d = open_ok(st, "base.vmdk", VDK_OPEN_RDONLY);
+    int64_t whole = vdk_read(d, buf, 2 * MiB, N - 2 * MiB);
+    int k = vdk_read_vec(d, buf, 2 * MiB, N - 2 * MiB, seg, 16);
+    cr_assert_lt(whole, 0, "the test needs a grain past the cut");
+    cr_assert_eq(k, (int)whole, "read_vec fails as vdk_read does (%d vs %lld)", k,
+                 (long long)whole);
+    vdk_close(d);
+    st->ops->destroy(st);
+    free(buf);
+    free(out);
+    free(model);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/top.vmdk", dir);
+    unlink(path);
+    rmdir(dir);
+}
