@@ -160,6 +160,8 @@ int kdmv_grow(struct extent *e, uint64_t sectors, vdk_error *err);
 int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 
 /* Helpers for drivers: read a little-endian table entry through the cache. */
+/* count little-endian u32 table entries from off (4-byte aligned). */
+int ext_read_u32s(struct extent *e, uint64_t off, uint32_t *out, unsigned count);
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);
 /* Write len bytes at off into the extent's file; failures are recorded

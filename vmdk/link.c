@@ -81,6 +81,26 @@ int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out)
     return r;
 }
 
+int ext_read_u32s(struct extent *e, uint64_t off, uint32_t *out, unsigned count)
+{
+    unsigned char b[MCACHE_BLOCK];
+    while (count) {
+        /* one cache lookup per block instead of one per entry */
+        unsigned k = (unsigned)((MCACHE_BLOCK - off % MCACHE_BLOCK) / 4);
+        if (k > count)
+            k = count;
+        int r = ext_read_entry(e, off, b, (size_t)k * 4);
+        if (r < 0)
+            return r;
+        for (unsigned i = 0; i < k; i++)
+            out[i] = le32(b + i * 4);
+        out += k;
+        off += (uint64_t)k * 4;
+        count -= k;
+    }
+    return 0;
+}
+
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out)
 {
     unsigned char b[8];

@@ -160,13 +160,20 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
     /* Extend the run over following grains of the same table that continue
      * it, so long reads become few large preads. */
     uint64_t gt_end = (gi / s->n_gtes + 1) * s->n_gtes;
-    while (r->len < len && ++gi < gt_end) {
-        uint32_t next;
-        rc = ext_read_u32(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, &next);
-        if (rc < 0)
-            return rc;
+    uint64_t want_end = min_u64(gt_end, (off + len + s->grain - 1) / s->grain);
+    uint32_t ent[128];
+    unsigned have = 0, at = 0; /* entries in ent[], the next one to use */
+    while (r->len < len && ++gi < want_end) {
+        if (at == have) {
+            /* the entries this run may still need, a batch at a time */
+            have = (unsigned)min_u64(want_end - gi, 128);
+            at = 0;
+            rc = ext_read_u32s(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, ent, have);
+            if (rc < 0)
+                return rc;
+        }
         struct run nr = {0};
-        rc = classify(e, s, next, gi * s->grain, min_u64(len - r->len, s->grain), &nr);
+        rc = classify(e, s, ent[at++], gi * s->grain, min_u64(len - r->len, s->grain), &nr);
         if (rc < 0)
             return rc;
         if (nr.kind != r->kind || (nr.kind == RUN_DATA && nr.file_off != r->file_off + r->len))

@@ -109,7 +109,7 @@ mount_wait() { # mountpoint file
     return 1
 }
 dd_direct() { dd if="$1" of=/dev/null bs=1M iflag=direct status=none; }
-warm() { cat "$@" >/dev/null; }
+warm() { cat "$@" >/dev/null && sync; } # cached, and nothing else still being written back
 
 rows=()
 row() { # id, workload, vdk, peer, ratio, target, verdict
