@@ -427,38 +427,30 @@ static int io_errno(vdk_disk *d, int64_t r)
     return vdk_errno((int)r);
 }
 
-/* Each worker thread keeps one read buffer for the life of the mount: a
- * fresh 1 MiB malloc per request came back as new pages the kernel had to
- * zero and fault in (a tenth of a sequential read's time). */
-static __thread char *rbuf;
-static __thread size_t rbuf_size;
-
-static void free_read_buffer(void *p)
-{
-    free(p);
-}
+/* Each worker thread keeps one buffer for the replies it cannot splice,
+ * allocated on its first read and freed when the thread ends: no
+ * allocation of up to max_read bytes per request.  The kernel never asks
+ * for more than max_read (512 KiB, main.c); the buffer has room for 1 MiB. */
+#define RBUF_SIZE (1u << 20)
 
 static pthread_key_t rbuf_key;
 static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
 
 static void rbuf_key_init(void)
 {
-    pthread_key_create(&rbuf_key, free_read_buffer); /* frees it when the thread ends */
+    pthread_key_create(&rbuf_key, free);
 }
 
 static char *read_buffer(size_t size)
 {
-    if (size <= rbuf_size)
-        return rbuf;
-    size_t want = size < (1u << 20) ? 1u << 20 : size;
-    char *p = malloc(want);
-    if (!p)
+    if (size > RBUF_SIZE)
         return NULL;
     pthread_once(&rbuf_once, rbuf_key_init);
-    free(rbuf);
-    rbuf = p;
-    rbuf_size = want;
-    pthread_setspecific(rbuf_key, p);
+    char *p = pthread_getspecific(rbuf_key);
+    if (!p && (p = malloc(RBUF_SIZE)) && pthread_setspecific(rbuf_key, p) != 0) {
+        free(p);
+        p = NULL;
+    }
     return p;
 }
 

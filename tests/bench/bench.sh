@@ -80,14 +80,15 @@ cd "$dir"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# the smaller of a time so far (empty: none yet) and a new one
+lesser() { awk -v a="$1" -v t="$2" 'BEGIN { print (a == "" || t < a) ? t : a }'; }
 # best SECONDS of $runs runs of a command
 best() {
-    local b= t0 t
+    local b= t0
     for _ in $(seq "$runs"); do
         t0=$(now)
         "$@" >/dev/null
-        t=$(elapsed "$t0")
-        b=$(awk -v a="$b" -v t="$t" 'BEGIN { print (a == "" || t < a) ? t : a }')
+        b=$(lesser "$b" "$(elapsed "$t0")")
     done
     echo "$b"
 }
@@ -316,19 +317,16 @@ if want B8; then
     done
     qemu-io -f vmdk "${cmds[@]}" frag.vmdk >/dev/null
     # best of $runs, each on a fresh copy made (and synced) outside the timing
+    qconv() { qemu-img convert -f vmdk -O vmdk frag.vmdk q8.vmdk && sync q8.vmdk; }
     s= dfr= q=
     for _ in $(seq "$runs"); do
         cp frag.vmdk f1.vmdk && cp frag.vmdk f2.vmdk && rm -f q8.vmdk
         warm f1.vmdk f2.vmdk frag.vmdk
-        t=$(once "$vdk" shrink f1.vmdk)
-        s=$(awk -v a="$s" -v t="$t" 'BEGIN { print (a == "" || t < a) ? t : a }')
+        s=$(lesser "$s" "$(once "$vdk" shrink f1.vmdk)")
         sync
-        t=$(once "$vdk" defragment f2.vmdk)
-        dfr=$(awk -v a="$dfr" -v t="$t" 'BEGIN { print (a == "" || t < a) ? t : a }')
+        dfr=$(lesser "$dfr" "$(once "$vdk" defragment f2.vmdk)")
         sync
-        qconv() { qemu-img convert -f vmdk -O vmdk frag.vmdk q8.vmdk && sync q8.vmdk; }
-        t=$(once qconv)
-        q=$(awk -v a="$q" -v t="$t" 'BEGIN { print (a == "" || t < a) ? t : a }')
+        q=$(lesser "$q" "$(once qconv)")
     done
     for f in f1 f2; do qemu-img compare -q frag.vmdk "$f.vmdk" || echo "B8: $f.vmdk differs after the operation!" >&2; done
     r=$(div "$q" "$s")
