@@ -2,6 +2,8 @@
  * extent is copied, grains in guest order, into a new file beside it, which
  * then replaces the old one by rename.  Until that rename the old file is
  * untouched, so an interruption costs nothing but a leftover temp file. */
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,6 +54,37 @@ static int copy_range(void *arg, const vdk_range *rg)
     return 0;
 }
 
+/* The old file's cached pages are freed when its last handle closes after
+ * the rename: about 0.4 s of CPU per GiB cached, spent after everything
+ * else.  Dropping them while the new file's final flush waits on the disk
+ * hides that.  Only a hint; if the rename then fails the file is intact
+ * and merely uncached. */
+struct dropper {
+    pthread_t thread;
+    int fd, running;
+};
+
+static void *drop_pages(void *arg)
+{
+    const struct dropper *d = arg;
+    (void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_DONTNEED);
+    return NULL;
+}
+
+static void drop_start(struct dropper *d, vdk_file *f)
+{
+    const struct vdk_file_ops *o = f->ops;
+    d->fd = o->version >= 2 && o->fd ? o->fd(f) : -1;
+    d->running = d->fd >= 0 && pthread_create(&d->thread, NULL, drop_pages, d) == 0;
+}
+
+static void drop_wait(struct dropper *d)
+{
+    if (d->running)
+        pthread_join(d->thread, NULL);
+    d->running = 0;
+}
+
 static int format_of(const struct extent *e)
 {
     return e->ops == &extent_cowd_ops       ? FMT_COWD
@@ -80,7 +113,11 @@ static int rewrite_extent(struct vdk_disk *l, struct extent *e, struct copy *c, 
         c->dst = t;
         c->base = e->start;
         r = vdk_map(l, e->start, e->size, VDK_MAP_THIS_LINK, copy_range, c);
+        struct dropper drop = {.running = 0};
+        if (r == 0)
+            drop_start(&drop, e->file);
         int cr = chain_close_checked(t);
+        drop_wait(&drop);
         if (r == 0 && cr < 0)
             r = vdk_fail(c->err, cr, "%s: closing failed", tmp);
     }

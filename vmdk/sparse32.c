@@ -7,6 +7,8 @@
 
 #include "util.h"
 
+#define RUN_MAX 64 /* whole grains one appending write places at once */
+
 void s32_init(struct s32 *s)
 {
     pthread_mutex_init(&s->lock, NULL);
@@ -196,26 +198,34 @@ static int reserve(struct extent *e, struct s32 *s, uint64_t len, uint64_t *at)
     return 0;
 }
 
-static int write_u32(struct extent *e, uint64_t off, uint32_t v)
+/* Table entries [gi, gi+k) (all in one table) as one write of k*4 bytes. */
+static int write_entries(struct extent *e, uint64_t off, const uint32_t *gtes, size_t k)
 {
-    unsigned char b[4];
-    put_le32(b, v);
-    int r = mcache_write(e->disk->mc, e->fid, e->file, off, b, 4);
+    unsigned char b[4 * RUN_MAX];
+    for (size_t i = 0; i < k; i++)
+        put_le32(b + 4 * i, gtes[i]);
+    int r = mcache_write(e->disk->mc, e->fid, e->file, off, b, 4 * k);
     if (r < 0)
-        return disk_fail(e->disk, r, "%s: writing table entry at %llu: %s", e->name,
+        return disk_fail(e->disk, r, "%s: writing table entries at %llu: %s", e->name,
                          (unsigned long long)off, vdk_strerror(r));
     return 0;
 }
 
-/* A new grain table (and its redundant twin) holding one entry, then the
- * directory entries that make it live. */
-static int new_table(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte)
+static int write_u32(struct extent *e, uint64_t off, uint32_t v)
+{
+    return write_entries(e, off, &v, 1);
+}
+
+/* A new grain table (and its redundant twin) holding entries [gi, gi+k),
+ * then the directory entries that make it live. */
+static int new_table(struct extent *e, struct s32 *s, uint64_t gi, const uint32_t *gtes, size_t k)
 {
     uint64_t gdi = gi / s->n_gtes;
     unsigned char *t = calloc(1, s->gt_bytes);
     if (!t)
         return -VDK_E_NOMEM;
-    put_le32(t + (gi % s->n_gtes) * 4, gte);
+    for (size_t i = 0; i < k; i++)
+        put_le32(t + (gi % s->n_gtes + i) * 4, gtes[i]);
     int copies = s->rgd_off ? 2 : 1, r = 0;
     uint64_t at[2] = {0, 0};
     for (int c = 0; r == 0 && c < copies; c++) {
@@ -235,10 +245,12 @@ static int new_table(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gte)
     return r;
 }
 
-static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde, uint32_t gte)
+/* Set entries [gi, gi+k) of one table, whose directory entry is gde. */
+static int set_entries(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
+                       const uint32_t *gtes, size_t k)
 {
     if (gde == 0)
-        return new_table(e, s, gi, gte);
+        return new_table(e, s, gi, gtes, k);
     uint64_t idx = (gi % s->n_gtes) * 4;
     if (s->rgd_off) {
         uint32_t rgde;
@@ -249,10 +261,15 @@ static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde,
          * directory entry may point anywhere up to 2 TiB, and writing there
          * would grow the file that far (vdk check reports such a table). */
         if (rgde && (uint64_t)rgde * SECTOR + s->gt_bytes <= ext_file_size(e) &&
-            (r = write_u32(e, (uint64_t)rgde * SECTOR + idx, gte)) < 0)
+            (r = write_entries(e, (uint64_t)rgde * SECTOR + idx, gtes, k)) < 0)
             return r;
     }
-    return write_u32(e, (uint64_t)gde * SECTOR + idx, gte);
+    return write_entries(e, (uint64_t)gde * SECTOR + idx, gtes, k);
+}
+
+static int set_entry(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde, uint32_t gte)
+{
+    return set_entries(e, s, gi, gde, &gte, 1);
 }
 
 /* Grains of one write whose data is stored but whose entries are not set
@@ -329,6 +346,50 @@ static int settle(struct extent *e, struct s32 *s, struct pending *pend, int *np
     return r;
 }
 
+/* Whole grains [gi, gi+k) of a link with nothing below it, unallocated in
+ * one table and not zeros: their data goes to the end of the file in one
+ * write straight from buf, their entries in one write per table (a rewrite
+ * otherwise costs three writes and a copy per grain).  Returns how many
+ * grains it placed, 0 when the first needs the general path.  Called with
+ * s->lock held; the entries may precede their data on disk for the reason
+ * allocate() gives. */
+static int64_t append_run(struct extent *e, struct s32 *s, uint64_t gi, const unsigned char *buf,
+                          uint64_t max)
+{
+    uint32_t gde = 0, gtes[RUN_MAX];
+    uint64_t k = 0, gt_end = (gi / s->n_gtes + 1) * s->n_gtes;
+    max = min_u64(min_u64(max, RUN_MAX), gt_end - gi);
+    while (k < max) {
+        uint32_t gte;
+        int r = s32_lookup(e, s, gi + k, &gte, &gde);
+        if (r < 0)
+            return r;
+        if (gte != 0 || vdk_all_zero(buf + k * s->grain, s->grain))
+            break;
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    uint64_t at = 0;
+    int r = reserve(e, s, k * s->grain, &at);
+    if (r == 0)
+        r = ext_pwrite(e, buf, k * s->grain, at);
+    if (r < 0)
+        return r;
+    ext_grow_size(e, at + k * s->grain);
+    for (uint64_t i = 0; i < k; i++)
+        gtes[i] = (uint32_t)((at + i * s->grain) / SECTOR);
+    r = set_entries(e, s, gi, gde, gtes, k);
+    return r < 0 ? r : (int64_t)k;
+}
+
+/* Whether writes may take append_run: nothing below to merge or order
+ * against, zeros may stay holes, grains stored plain. */
+static int may_append(const struct extent *e, const struct s32 *s)
+{
+    return !e->disk->parent && !e->disk->keep_zeros && !s->compressed;
+}
+
 #define BATCH 32 /* grains whose entries wait for one flush */
 
 /* Store [in, in+n) of grain gi.  Allocations take s->lock, which is held
@@ -372,7 +433,26 @@ int s32_write(struct extent *e, struct s32 *s, uint64_t off, const void *buf, si
     int npend = 0, locked = 0, r = 0;
     while (r == 0 && len) {
         uint64_t gi = off / s->grain, in = off % s->grain;
+        uint32_t gte, gde;
+        if (in == 0 && len >= s->grain && may_append(e, s) &&
+            (r = s32_lookup(e, s, gi, &gte, &gde)) == 0 && gte == 0) {
+            if (!locked) {
+                pthread_mutex_lock(&s->lock);
+                locked = 1;
+            }
+            int64_t k = append_run(e, s, gi, p, len / s->grain);
+            if (k < 0)
+                r = (int)k;
+            if (k > 0) {
+                off += (uint64_t)k * s->grain;
+                p += (uint64_t)k * s->grain;
+                len -= (size_t)k * s->grain;
+                continue;
+            }
+        }
         size_t n = (size_t)min_u64(len, s->grain - in);
+        if (r < 0)
+            break;
         r = write_grain(e, s, gi, in, p, n, &locked, pend, &npend);
         off += n;
         p += n;
