@@ -37,36 +37,67 @@ struct zpool {
     unsigned n_threads;
 };
 
+#define SEEN_BITS 13 /* repeat table: 8192 entries, 16 KiB, stays in L1 */
+
+static uint32_t seen_hash(uint32_t v)
+{
+    return (v * 2654435761u) >> (32 - SEEN_BITS);
+}
+
+/* Whether the byte histogram of p[0..n) is flat: Renyi entropy >= 7.95
+ * bits, so Huffman coding could save under 0.7%.  Four counters per byte
+ * value, so runs of one byte do not wait on one counter. */
+static int flat_histogram(const unsigned char *p, size_t n)
+{
+    uint32_t hist[4][256] = {{0}};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        hist[0][p[i]]++;
+        hist[1][p[i + 1]]++;
+        hist[2][p[i + 2]]++;
+        hist[3][p[i + 3]]++;
+    }
+    for (; i < n; i++)
+        hist[0][p[i]]++;
+    uint64_t sq = 0;
+    for (unsigned c = 0; c < 256; c++) {
+        uint64_t h = (uint64_t)hist[0][c] + hist[1][c] + hist[2][c] + hist[3][c];
+        sq += h * h;
+    }
+    return sq * 247 <= (uint64_t)n * n;
+}
+
 /* Would deflate find anything to gain in p[0..n)?  Random or already
  * compressed data makes zlib search every position for matches and then
  * store the bytes as they are; at level 6 that search is half the CPU a
- * clone of typical disk data spends.  Two cheap tests stand in for it:
- * the byte histogram must be flat (Renyi entropy >= 7.95 bits, so Huffman
- * coding could save under 0.7%), and a scan for 4-byte repeats with a
- * 64K-entry table must find almost none (matches covering under 0.4%).
- * Both fail on any text, table, code or zero-padded data. */
+ * clone of typical disk data spends.  Two cheap tests stand in for it: a
+ * flat byte histogram, and a scan for 4-byte repeats that finds almost none
+ * (matches covering under 0.4%).  The scan notes every position but looks
+ * up every fourth, which still catches any repeat of 7 bytes or more; its
+ * small table forgets positions after a few thousand bytes on random data,
+ * yet on data that repeats it still finds repeats up to zlib's 32 KiB
+ * window.  Both fail on any text, table, code or zero-padded data. */
 static int incompressible(const unsigned char *p, size_t n, uint16_t *last)
 {
-    if (n < 4096)
+    if (n < 4096 || n > 65536 || !flat_histogram(p, n))
         return 0;
-    uint32_t hist[256] = {0};
-    for (size_t i = 0; i < n; i++)
-        hist[p[i]]++;
-    uint64_t sq = 0;
-    for (unsigned c = 0; c < 256; c++)
-        sq += (uint64_t)hist[c] * hist[c];
-    if (sq * 247 > (uint64_t)n * n)
-        return 0;
-    memset(last, 0xff, 65536 * sizeof(*last));
+    memset(last, 0xff, ((size_t)1 << SEEN_BITS) * sizeof(*last));
     size_t matched = 0, limit = n / 256;
-    for (size_t i = 0; i + 4 <= n; i++) {
-        uint32_t v;
-        memcpy(&v, p + i, 4);
-        uint32_t h = (v * 2654435761u) >> 16;
-        size_t j = last[h];
+    for (size_t i = 0; i + 8 <= n; i += 4) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint32_t v = (uint32_t)w, h = seen_hash(v), j = last[h];
+        if (j != 0xffff) {
+            uint32_t u;
+            memcpy(&u, p + j, 4);
+            /* a hit stands for the four positions the scan steps over */
+            if (u == v && (matched += 16) > limit)
+                return 0;
+        }
         last[h] = (uint16_t)i;
-        if (j != 0xffff && j < i && !memcmp(p + j, p + i, 4) && (matched += 4) > limit)
-            return 0;
+        last[seen_hash((uint32_t)(w >> 8))] = (uint16_t)(i + 1);
+        last[seen_hash((uint32_t)(w >> 16))] = (uint16_t)(i + 2);
+        last[seen_hash((uint32_t)(w >> 24))] = (uint16_t)(i + 3);
     }
     return 1;
 }
@@ -119,7 +150,7 @@ static void *worker(void *arg)
 {
     struct zpool *p = arg;
     z_stream z = {0};
-    uint16_t *table = malloc(65536 * sizeof(*table));
+    uint16_t *table = malloc(((size_t)1 << SEEN_BITS) * sizeof(*table));
     int ok = table && deflateInit(&z, p->level) == Z_OK;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -174,7 +205,7 @@ int zpool_new(unsigned threads, int level, size_t max_in, size_t prefix, struct 
         ok = p->slots[i].in && p->slots[i].out;
     }
     if (ok && !threads) {
-        p->inline_table = malloc(65536 * sizeof(*p->inline_table));
+        p->inline_table = malloc(((size_t)1 << SEEN_BITS) * sizeof(*p->inline_table));
         ok = p->inline_table && deflateInit(&p->inline_z, level) == Z_OK;
         p->inline_ready = ok;
     }

@@ -48,7 +48,10 @@ static int check_emit(void *arg, uint64_t tag, unsigned char *out, size_t zlen)
 }
 
 /* Kinds of grain: 0 random, 1 text, 2 zeros, 3 a random 4 KiB block
- * repeated, 4 random bytes from a 16-letter alphabet, 5 a short tail. */
+ * repeated, 4 random bytes from a 16-letter alphabet, 5 a short tail, 6 a
+ * random 30011-byte run repeated (an odd distance, inside zlib's window),
+ * 7 random with its second half copies of a 1001-byte piece of the first.
+ * All but 0 have a flat enough histogram or repeats for deflate to gain. */
 static void make(uint8_t *p, size_t *len, unsigned kind, uint64_t seed)
 {
     static const char words[] = "grain table directory redo log snapshot parent ";
@@ -70,6 +73,16 @@ static void make(uint8_t *p, size_t *len, unsigned kind, uint64_t seed)
         for (size_t i = 4096; i < G; i += 4096)
             memcpy(p + i, p, 4096);
         break;
+    case 6:
+        fill_random(p, 30011, seed);
+        for (size_t i = 30011; i < G; i++)
+            p[i] = p[i - 30011];
+        break;
+    case 7:
+        fill_random(p, G, seed);
+        for (size_t i = G / 2; i < G; i++)
+            p[i] = p[1000 + (i - G / 2) % 1001];
+        break;
     default:
         fill_random(p, G, seed);
         for (size_t i = 0; i < G; i++)
@@ -89,7 +102,7 @@ static void run(unsigned threads, unsigned n, int stop_at)
     int rc = 0;
     for (unsigned i = 0; i < n && rc == 0; i++) {
         s.in[i] = malloc(G);
-        unsigned kind = i % 6;
+        unsigned kind = i % 8;
         random_grains += kind == 0;
         make(s.in[i], &s.len[i], kind, i + 1);
         rc = zpool_put(p, i, s.in[i], s.len[i], check_emit, &s);
