@@ -130,13 +130,91 @@ static void probe_free(struct probe *p)
     free(p->extents);
 }
 
-static int is_extent(struct probe *ps, unsigned n, const char *name)
+/* The extent file names the probes found, as a set: a split 2 TiB disk
+ * has 1024 of them, and a scan asks about every file of the folder. */
+struct nameset {
+    const char **slot;
+    size_t cap; /* a power of two, at least twice the names */
+};
+
+static size_t name_hash(const char *s)
 {
-    for (unsigned i = 0; i < n; i++)
-        for (unsigned k = 0; k < ps[i].n_extents; k++)
-            if (!strcmp(ps[i].extents[k], name))
-                return 1;
+    size_t h = 14695981039346656037ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+static int nameset_has(const struct nameset *set, const char *name)
+{
+    for (size_t i = name_hash(name) & (set->cap - 1); set->slot && set->slot[i];
+         i = (i + 1) & (set->cap - 1))
+        if (!strcmp(set->slot[i], name))
+            return 1;
     return 0;
+}
+
+/* Add the extents of p (the set keeps pointers into p). */
+static int nameset_add(struct nameset *set, size_t *used, const struct probe *p)
+{
+    if ((*used + p->n_extents) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap : 64;
+        while ((*used + p->n_extents) * 2 > cap)
+            cap *= 2;
+        const char **slot = calloc(cap, sizeof(*slot));
+        if (!slot)
+            return -1;
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slot[i])
+                continue;
+            size_t j = name_hash(set->slot[i]) & (cap - 1);
+            while (slot[j])
+                j = (j + 1) & (cap - 1);
+            slot[j] = set->slot[i];
+        }
+        free(set->slot);
+        set->slot = slot;
+        set->cap = cap;
+    }
+    for (unsigned k = 0; k < p->n_extents; k++) {
+        if (nameset_has(set, p->extents[k]))
+            continue;
+        size_t j = name_hash(p->extents[k]) & (set->cap - 1);
+        while (set->slot[j])
+            j = (j + 1) & (set->cap - 1);
+        set->slot[j] = p->extents[k];
+        (*used)++;
+    }
+    return 0;
+}
+
+/* Probe order: shorter names first, so a descriptor (big.vmdk) comes before
+ * the extents it names (big-s001.vmdk, big-flat.vmdk), which then need not
+ * be opened as disks of their own. */
+static int by_length(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t lx = strlen(x), ly = strlen(y);
+    return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
+}
+
+/* Probe every found file but those an earlier probe named as its extent
+ * (their probe keeps only the name); *ext gets every extent named.  Out of
+ * memory the set stays partial: extents are then probed, and may show as
+ * disks, but nothing is lost. */
+static void probe_all(struct fs *fs, struct found *found, struct probe *ps, struct nameset *ext)
+{
+    if (found->n > 1)
+        qsort(found->names, found->n, sizeof(*found->names), by_length);
+    size_t used = 0;
+    for (unsigned i = 0; i < found->n; i++) {
+        if (nameset_has(ext, found->names[i])) {
+            snprintf(ps[i].name, sizeof(ps[i].name), "%s", found->names[i]);
+            continue; /* an extent: not a disk, nothing to open */
+        }
+        probe(fs, found->names[i], &ps[i]);
+        (void)nameset_add(ext, &used, &ps[i]);
+    }
 }
 
 /* Display name: the file name without .vmdk, made unique. */
@@ -187,8 +265,14 @@ int tree_scan(struct fs *fs)
     else
         walk_dir(fs, &found, "", 0);
     struct probe *ps = calloc(found.n + 1, sizeof(*ps));
-    for (unsigned i = 0; i < found.n; i++)
-        probe(fs, found.names[i], &ps[i]);
+    struct nameset ext = {0};
+    if (!ps) {
+        for (unsigned i = 0; i < found.n; i++)
+            free(found.names[i]);
+        free(found.names);
+        return -1; /* out of memory: the tree stays as it was */
+    }
+    probe_all(fs, &found, ps, &ext);
 
     pthread_mutex_lock(&fs->lock);
     for (unsigned i = 1; i < fs->n_nodes; i++)
@@ -196,7 +280,7 @@ int tree_scan(struct fs *fs)
     for (unsigned i = 0; i < found.n; i++) {
         struct probe *p = &ps[i];
         /* extents of other disks (-flat, -s001, -delta, ...) are not disks */
-        if (is_extent(ps, found.n, p->name))
+        if (nameset_has(&ext, p->name))
             continue;
         struct node *n = find(fs, p->name);
         if (!n)
@@ -244,6 +328,7 @@ int tree_scan(struct fs *fs)
     free(loops);
     link_kids(fs);
     pthread_mutex_unlock(&fs->lock);
+    free(ext.slot);
     for (unsigned i = 0; i < found.n; i++) {
         probe_free(&ps[i]);
         free(found.names[i]);
