@@ -16,13 +16,20 @@ struct found {
     unsigned n, cap;
 };
 
+/* Out of memory a name is left out (the file just does not show). */
 static void add_name(struct found *f, const char *name)
 {
     if (f->n == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 64;
-        f->names = realloc(f->names, f->cap * sizeof(*f->names));
+        unsigned cap = f->cap ? f->cap * 2 : 64;
+        char **names = realloc(f->names, cap * sizeof(*names));
+        if (!names)
+            return;
+        f->names = names;
+        f->cap = cap;
     }
-    f->names[f->n++] = strdup(name);
+    char *copy = strdup(name);
+    if (copy)
+        f->names[f->n++] = copy;
 }
 
 struct walk {
@@ -117,8 +124,9 @@ static void probe(struct fs *fs, const char *name, struct probe *p)
     for (unsigned i = 0; i < info.extent_count; i++) {
         vdk_extent_info x;
         vdk_get_extent(d, i, &x);
-        if (x.file[0] && strcmp(x.file, name))
-            p->extents[p->n_extents++] = strdup(x.file);
+        if (p->extents && x.file[0] && strcmp(x.file, name) &&
+            (p->extents[p->n_extents] = strdup(x.file)) != NULL)
+            p->n_extents++;
     }
     vdk_close(d);
 }
@@ -199,7 +207,9 @@ static int by_length(const void *a, const void *b)
 }
 
 /* Probe every found file but those an earlier probe named as its extent
- * (their probe keeps only the name); *ext gets every extent named.  Out of
+ * (their probe keeps only the name); *ext gets every extent named.  A file
+ * named only by such a skipped file (an extent that is itself a descriptor
+ * naming others, which no tool writes) therefore shows as a disk.  Out of
  * memory the set stays partial: extents are then probed, and may show as
  * disks, but nothing is lost. */
 static void probe_all(struct fs *fs, struct found *found, struct probe *ps, struct nameset *ext)
