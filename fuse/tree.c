@@ -162,6 +162,15 @@ static int nameset_has(const struct nameset *set, const char *name)
     return 0;
 }
 
+/* Put name in the first free slot from its hash on (linear probing). */
+static void slot_put(const char **slot, size_t cap, const char *name)
+{
+    size_t j = name_hash(name) & (cap - 1);
+    while (slot[j])
+        j = (j + 1) & (cap - 1);
+    slot[j] = name;
+}
+
 /* Add the extents of p (the set keeps pointers into p). */
 static int nameset_add(struct nameset *set, size_t *used, const struct probe *p)
 {
@@ -172,14 +181,9 @@ static int nameset_add(struct nameset *set, size_t *used, const struct probe *p)
         const char **slot = calloc(cap, sizeof(*slot));
         if (!slot)
             return -1;
-        for (size_t i = 0; i < set->cap; i++) {
-            if (!set->slot[i])
-                continue;
-            size_t j = name_hash(set->slot[i]) & (cap - 1);
-            while (slot[j])
-                j = (j + 1) & (cap - 1);
-            slot[j] = set->slot[i];
-        }
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slot[i])
+                slot_put(slot, cap, set->slot[i]);
         free(set->slot);
         set->slot = slot;
         set->cap = cap;
@@ -187,10 +191,7 @@ static int nameset_add(struct nameset *set, size_t *used, const struct probe *p)
     for (unsigned k = 0; k < p->n_extents; k++) {
         if (nameset_has(set, p->extents[k]))
             continue;
-        size_t j = name_hash(p->extents[k]) & (set->cap - 1);
-        while (set->slot[j])
-            j = (j + 1) & (set->cap - 1);
-        set->slot[j] = p->extents[k];
+        slot_put(set->slot, set->cap, p->extents[k]);
         (*used)++;
     }
     return 0;

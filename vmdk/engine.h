@@ -161,6 +161,9 @@ int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 
 /* Helpers for drivers: read a little-endian table entry through the cache. */
 /* count little-endian u32 table entries from off (4-byte aligned). */
+/* A descriptor whose pread gives f's bytes, or -1 (stores before file ops
+ * version 2, and remote ones, have none). */
+int file_fd(vdk_file *f);
 int ext_read_u32s(struct extent *e, uint64_t off, uint32_t *out, unsigned count);
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);

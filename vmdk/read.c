@@ -116,10 +116,7 @@ static int seg_add(vdk_segment *seg, unsigned max, unsigned *n, int fd, uint64_t
  * which only the copying path reports). */
 static int run_fd(struct extent *e, const struct run *r)
 {
-    const struct vdk_file_ops *o = e->file->ops;
-    if (o->version < 2 || !o->fd || r->file_off + r->len > ext_file_size(e))
-        return -1;
-    return o->fd(e->file);
+    return r->file_off + r->len > ext_file_size(e) ? -1 : file_fd(e->file);
 }
 
 /* Read [off, off+len) into buf, or with seg, describe what sits in files

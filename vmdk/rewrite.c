@@ -73,8 +73,7 @@ static void *drop_pages(void *arg)
 
 static void drop_start(struct dropper *d, vdk_file *f)
 {
-    const struct vdk_file_ops *o = f->ops;
-    d->fd = o->version >= 2 && o->fd ? o->fd(f) : -1;
+    d->fd = file_fd(f);
     d->running = d->fd >= 0 && pthread_create(&d->thread, NULL, drop_pages, d) == 0;
 }
 

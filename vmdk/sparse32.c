@@ -356,22 +356,20 @@ static int settle(struct extent *e, struct s32 *s, struct pending *pend, int *np
 static int64_t append_run(struct extent *e, struct s32 *s, uint64_t gi, const unsigned char *buf,
                           uint64_t max)
 {
-    uint32_t gde = 0, gtes[RUN_MAX];
+    uint32_t gde = 0, gtes[RUN_MAX] = {0};
     uint64_t k = 0, gt_end = (gi / s->n_gtes + 1) * s->n_gtes;
     max = min_u64(min_u64(max, RUN_MAX), gt_end - gi);
-    while (k < max) {
-        uint32_t gte;
-        int r = s32_lookup(e, s, gi + k, &gte, &gde);
-        if (r < 0)
-            return r;
-        if (gte != 0 || vdk_all_zero(buf + k * s->grain, s->grain))
-            break;
+    int r = ext_read_u32(e, s->gd_off + gi / s->n_gtes * 4, &gde);
+    if (r == 0 && gde)
+        r = ext_read_u32s(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, gtes, (unsigned)max);
+    if (r < 0)
+        return r;
+    while (k < max && gtes[k] == 0 && !vdk_all_zero(buf + k * s->grain, s->grain))
         k++;
-    }
     if (k == 0)
         return 0;
     uint64_t at = 0;
-    int r = reserve(e, s, k * s->grain, &at);
+    r = reserve(e, s, k * s->grain, &at);
     if (r == 0)
         r = ext_pwrite(e, buf, k * s->grain, at);
     if (r < 0)
