@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "uring.h"
 #include "vdkfs.h"
 
 static const char usage[] =
@@ -42,6 +43,9 @@ static const char usage[] =
     "    -d                     debug output (implies -f)\n"
     "    -s                     serve one request at a time\n"
     "    -o threads=N           at most N worker threads (default: one per CPU)\n"
+    "    -o uring=MODE          FUSE over io_uring: 'auto' (default: used when the\n"
+    "                           kernel allows it, fuse.enable_uring=1, for local\n"
+    "                           disks) or 'off'\n"
     "    -o allow_other         let other users in (needs user_allow_other)\n"
     "\n"
     "Remote disks (SOURCE is '[datastore] folder/disk.vmdk' or '[datastore] folder/'):\n"
@@ -71,6 +75,7 @@ struct opts {
     char *snapshot;
     char *source;
     int ro;
+    char *uring;
     struct remote_mount remote;
 };
 
@@ -79,6 +84,7 @@ enum { KEY_RO, KEY_HELP, KEY_VERSION };
 static const struct fuse_opt spec[] = {
     {"snapshot=%s", offsetof(struct opts, snapshot), 0},
     {"threads=%d", offsetof(struct opts, threads), 0},
+    {"uring=%s", offsetof(struct opts, uring), 0},
     {"server=%s", offsetof(struct opts, remote.server), 0},
     {"user=%s", offsetof(struct opts, remote.user), 0},
     {"password_file=%s", offsetof(struct opts, remote.password_file), 0},
@@ -230,6 +236,10 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if (o.uring && strcmp(o.uring, "auto") && strcmp(o.uring, "off")) {
+        fprintf(stderr, "vdkfs: -o uring=%s: expected 'auto' or 'off'\n", o.uring);
+        return 2;
+    }
     static struct fs fs;
     pthread_mutex_init(&fs.lock, NULL);
     pthread_rwlock_init(&fs.ops_lock, NULL);
@@ -278,7 +288,10 @@ int main(int argc, char **argv)
     fs.se = se;
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
-        if (fuse_session_mount(se, cl.mountpoint) == 0) {
+        if (fuse_session_mount(se, cl.mountpoint) == 0 &&
+            /* remote reads wait on the network: one thread per CPU queue
+             * would serialise them, so remote mounts stay on /dev/fuse */
+            uring_attach(se, &fs, !remote && !(o.uring && !strcmp(o.uring, "off"))) == 0) {
             if (ready_fd >= 0)
                 daemon_ready(ready_fd);
             else
@@ -300,6 +313,7 @@ int main(int argc, char **argv)
                 fuse_loop_cfg_destroy(cfg);
             }
             fuse_session_unmount(se);
+            uring_stop();
         }
         fuse_remove_signal_handlers(se);
     }
@@ -313,6 +327,7 @@ int main(int argc, char **argv)
     if (fs.snapshot != o.snapshot)
         free((char *)fs.snapshot);
     free(o.snapshot);
+    free(o.uring);
     free(o.source);
     free((char *)fs.only);
     /* a signal (SIGTERM, SIGINT, SIGHUP) is how daemons are told to stop */

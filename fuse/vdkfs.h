@@ -55,6 +55,7 @@ struct fs {
     /* Data requests hold it shared; operations that replace a disk's files
      * (grow, shrink, defragment, attach, commit) hold it exclusively. */
     pthread_rwlock_t ops_lock;
+    int heavy; /* operations holding or waiting for ops_lock exclusively (atomic) */
     struct fuse_session *se;
     pthread_mutex_t lock; /* the node table */
     struct node **nodes;  /* index 0 is unused (the root) */

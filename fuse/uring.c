@@ -1,0 +1,636 @@
+/* FUSE over io_uring (Linux 6.14 and later, module parameter
+ * fuse.enable_uring=1).
+ *
+ * With /dev/fuse, every request costs the daemon a read and a writev, and
+ * the kernel wakes whichever worker waits, often on the other CPU.  Over
+ * io_uring, each CPU has its own queue of request slots and one thread
+ * pinned to that CPU: a request from a process on CPU n lands in queue n,
+ * and one io_uring_enter hands back the reply and waits for the next.
+ *
+ * libfuse 3.14 predates this transport, so vdkfs keeps libfuse for what it
+ * does well (mounting, parsing requests, the reply helpers) and moves only
+ * the transport: a custom I/O layer sees the FUSE_INIT exchange, adds the
+ * io_uring flag to the reply, and afterwards catches each reply written for
+ * a request that came through a ring and commits it there instead.
+ * Requests the kernel keeps on /dev/fuse (forget, interrupt) still reach
+ * libfuse's own loop.
+ *
+ * The kernel holds every request from the INIT reply until each queue has
+ * registered a slot, so everything that can fail (io_uring_setup, memory)
+ * is done before the flag is offered; a mount that cannot use the ring
+ * keeps /dev/fuse. */
+#define FUSE_USE_VERSION 314
+#include "uring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "vdkfs.h"
+
+/* The kernel's interface (include/uapi/linux/fuse.h, ABI 7.42); the
+ * system headers here predate it. */
+#define OVER_IO_URING_FLAG2  (1u << 9) /* FUSE_OVER_IO_URING, bit 41 */
+#define CMD_REGISTER         1u
+#define CMD_COMMIT_AND_FETCH 2u
+
+struct ent_in_out {
+    uint64_t flags;
+    uint64_t commit_id; /* the request's unique, echoed on commit */
+    uint32_t payload_sz;
+    uint32_t padding;
+    uint64_t reserved;
+};
+
+struct req_header {
+    char in_out[128]; /* fuse_in_header on fetch, fuse_out_header on commit */
+    char op_in[128];  /* the operation's fixed argument */
+    struct ent_in_out ent;
+};
+
+struct cmd_req {
+    uint64_t flags;
+    uint64_t commit_id;
+    uint16_t qid;
+    uint8_t padding[6];
+};
+
+/* Slots per queue: a thread handles its slots one after another, and more
+ * than one lets a burst arrive in one wake-up. */
+#define DEPTH    4
+#define SQE_SIZE 128 /* IORING_SETUP_SQE128 */
+#define STOP_TAG UINT64_MAX
+/* A slot's memory: the kernel's header in the first page, then the
+ * payload.  The request is rebuilt just below the payload (header, then
+ * the fixed argument), so libfuse sees one contiguous buffer as from
+ * /dev/fuse and a write's data is not copied. */
+#define HEAD_ROOM 4096u
+
+struct queue;
+
+struct rslot {
+    struct queue *q;
+    struct rslot *next;  /* in the helpers' list */
+    struct fuse_buf req; /* the rebuilt request */
+    char *mem;           /* HEAD_ROOM + payload */
+    struct req_header *hdr;
+    char *payload;
+    uint64_t unique;
+    struct iovec iov[2];
+};
+
+struct queue {
+    int qid;
+    int ring_fd;
+    int stop_fd;
+    pthread_t tid;
+    int started;
+    pthread_mutex_t lock; /* the submission queue, for replies from other threads */
+    unsigned *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    char *sqes;
+    struct io_uring_cqe *cqes;
+    void *sq_map, *cq_map, *sqe_map;
+    size_t sq_len, cq_len, sqe_len;
+    unsigned queued; /* SQEs added, not yet submitted */
+    struct rslot slots[DEPTH];
+};
+
+/* Requests that may wait (flush, fsync, ctl commands, anything while a
+ * ctl operation holds the disks) go to helper threads: a queue thread that
+ * blocks would stall every process on its CPU. */
+#define HELPERS 2
+
+static struct {
+    struct fuse_session *se;
+    struct fs *fs;
+    int fuse_fd;
+    int wanted; /* the host offers the transport and the mount wants it */
+    _Atomic uint64_t init_unique;
+    unsigned n_queues;
+    size_t payload;
+    struct queue *queues;
+    _Atomic int active; /* at least one slot registered */
+    _Atomic int stopping;
+    pthread_mutex_t hlock;
+    pthread_cond_t hcond;
+    struct rslot *hhead, *htail;
+    pthread_t helper[HELPERS];
+    unsigned n_helpers;
+} R = {.hlock = PTHREAD_MUTEX_INITIALIZER, .hcond = PTHREAD_COND_INITIALIZER};
+
+static _Thread_local struct rslot *cur;  /* the ring request this thread serves */
+static _Thread_local struct queue *mine; /* the queue this thread runs */
+
+static int sys_setup(unsigned entries, struct io_uring_params *p)
+{
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int sys_enter(int fd, unsigned submit, unsigned wait, unsigned flags)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
+}
+
+/* Count of possible CPUs: the kernel makes one queue per possible CPU and
+ * picks the queue by the CPU the requesting process runs on. */
+static unsigned possible_cpus(void)
+{
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+    unsigned n = 0, a, b;
+    if (!f)
+        return 0;
+    for (int c; fscanf(f, "%u", &a) == 1;) {
+        b = a;
+        if ((c = fgetc(f)) == '-') {
+            if (fscanf(f, "%u", &b) != 1)
+                break;
+            c = fgetc(f);
+        }
+        n += b >= a ? b - a + 1 : 0;
+        if (c != ',')
+            break;
+    }
+    fclose(f);
+    return n;
+}
+
+static int host_enables(void)
+{
+    FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "r");
+    int c = f ? fgetc(f) : EOF;
+    if (f)
+        fclose(f);
+    return c == 'Y' || c == '1';
+}
+
+static void queue_unmap(struct queue *q)
+{
+    if (q->sqe_map && q->sqe_map != MAP_FAILED)
+        munmap(q->sqe_map, q->sqe_len);
+    if (q->cq_map && q->cq_map != MAP_FAILED && q->cq_map != q->sq_map)
+        munmap(q->cq_map, q->cq_len);
+    if (q->sq_map && q->sq_map != MAP_FAILED)
+        munmap(q->sq_map, q->sq_len);
+    if (q->ring_fd >= 0)
+        close(q->ring_fd);
+    if (q->stop_fd >= 0)
+        close(q->stop_fd);
+    for (unsigned i = 0; i < DEPTH; i++)
+        if (q->slots[i].mem)
+            munmap(q->slots[i].mem, HEAD_ROOM + R.payload);
+}
+
+static int queue_map(struct queue *q)
+{
+    struct io_uring_params p = {0};
+    p.flags = IORING_SETUP_SQE128;
+    q->ring_fd = sys_setup(DEPTH + 2, &p);
+    q->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (q->ring_fd < 0 || q->stop_fd < 0)
+        return -1;
+    q->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    q->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    int single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single && q->cq_len > q->sq_len)
+        q->sq_len = q->cq_len;
+    q->sq_map = mmap(NULL, q->sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->ring_fd,
+                     IORING_OFF_SQ_RING);
+    if (q->sq_map == MAP_FAILED)
+        return -1;
+    q->cq_map = single ? q->sq_map
+                       : mmap(NULL, q->cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                              q->ring_fd, IORING_OFF_CQ_RING);
+    q->sqe_len = (size_t)p.sq_entries * SQE_SIZE;
+    q->sqe_map = mmap(NULL, q->sqe_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                      q->ring_fd, IORING_OFF_SQES);
+    if (q->cq_map == MAP_FAILED || q->sqe_map == MAP_FAILED)
+        return -1;
+    char *sq = q->sq_map, *cq = q->cq_map;
+    q->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    q->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    q->sq_array = (unsigned *)(sq + p.sq_off.array);
+    q->cq_head = (unsigned *)(cq + p.cq_off.head);
+    q->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    q->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    q->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    q->sqes = q->sqe_map;
+    for (unsigned i = 0; i < DEPTH; i++) {
+        struct rslot *s = &q->slots[i];
+        s->mem = mmap(NULL, HEAD_ROOM + R.payload, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (s->mem == MAP_FAILED) {
+            s->mem = NULL;
+            return -1;
+        }
+        s->q = q;
+        s->hdr = (struct req_header *)s->mem;
+        s->payload = s->mem + HEAD_ROOM;
+        s->iov[0] = (struct iovec){s->hdr, sizeof(*s->hdr)};
+        s->iov[1] = (struct iovec){s->payload, R.payload};
+    }
+    return 0;
+}
+
+/* Add one SQE (queue lock held by callers on other threads). */
+static struct io_uring_sqe *sqe_next(struct queue *q)
+{
+    unsigned tail = *q->sq_tail;
+    unsigned idx = tail & *q->sq_mask;
+    struct io_uring_sqe *sqe = (struct io_uring_sqe *)(q->sqes + (size_t)idx * SQE_SIZE);
+    memset(sqe, 0, SQE_SIZE);
+    q->sq_array[idx] = idx;
+    return sqe;
+}
+
+static void sqe_push(struct queue *q)
+{
+    atomic_store_explicit((_Atomic unsigned *)q->sq_tail, *q->sq_tail + 1, memory_order_release);
+    q->queued++;
+}
+
+static void add_cmd(struct rslot *s, unsigned op)
+{
+    struct io_uring_sqe *sqe = sqe_next(s->q);
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = R.fuse_fd;
+    sqe->cmd_op = op;
+    sqe->user_data = (uint64_t)(uintptr_t)s;
+    if (op == CMD_REGISTER) {
+        sqe->addr = (uint64_t)(uintptr_t)s->iov;
+        sqe->len = 2;
+    }
+    struct cmd_req *c = (struct cmd_req *)sqe->cmd;
+    c->qid = (uint16_t)s->q->qid;
+    c->commit_id = op == CMD_COMMIT_AND_FETCH ? s->unique : 0;
+    sqe_push(s->q);
+}
+
+/* add_cmd from the queue thread, beside helpers that may be committing */
+static void add_cmd_locked(struct rslot *s, unsigned op)
+{
+    pthread_mutex_lock(&s->q->lock);
+    add_cmd(s, op);
+    pthread_mutex_unlock(&s->q->lock);
+}
+
+static void add_stop_poll(struct queue *q)
+{
+    struct io_uring_sqe *sqe = sqe_next(q);
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = q->stop_fd;
+    sqe->poll32_events = POLLIN;
+    sqe->user_data = STOP_TAG;
+    sqe_push(q);
+}
+
+/* Whether the queue thread may answer this itself: lookups and
+ * attributes, and reads and writes of data files, unless a ctl operation
+ * holds (or waits for) the disks. */
+static int quick(const struct fuse_in_header *in)
+{
+    if (__atomic_load_n(&R.fs->heavy, __ATOMIC_SEQ_CST))
+        return 0;
+    uint32_t slot = (uint32_t)in->nodeid;
+    switch (in->opcode) {
+    case FUSE_WRITE:
+        return slot == S_FLAT || slot >= S_PART;
+    case FUSE_READ:
+    case FUSE_LOOKUP:
+    case FUSE_GETATTR:
+    case FUSE_OPENDIR:
+    case FUSE_READDIR:
+    case FUSE_READDIRPLUS:
+    case FUSE_RELEASEDIR:
+    case FUSE_STATFS:
+    case FUSE_ACCESS:
+    case FUSE_GETXATTR:
+    case FUSE_LISTXATTR:
+    case FUSE_LSEEK:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void dispatch(struct rslot *s)
+{
+    cur = s;
+    fuse_session_process_buf(R.se, &s->req);
+    cur = NULL;
+}
+
+static void *helper_main(void *arg)
+{
+    pthread_mutex_lock(&R.hlock);
+    for (;;) {
+        while (!R.hhead && !atomic_load(&R.stopping))
+            pthread_cond_wait(&R.hcond, &R.hlock);
+        struct rslot *s = R.hhead;
+        if (!s)
+            break;
+        R.hhead = s->next;
+        if (!R.hhead)
+            R.htail = NULL;
+        pthread_mutex_unlock(&R.hlock);
+        dispatch(s);
+        pthread_mutex_lock(&R.hlock);
+    }
+    pthread_mutex_unlock(&R.hlock);
+    return NULL;
+}
+
+static void hand_off(struct rslot *s)
+{
+    pthread_mutex_lock(&R.hlock);
+    s->next = NULL;
+    if (R.htail)
+        R.htail->next = s;
+    else
+        R.hhead = s;
+    R.htail = s;
+    pthread_cond_signal(&R.hcond);
+    pthread_mutex_unlock(&R.hlock);
+}
+
+/* Rebuild the request as /dev/fuse would have delivered it and let
+ * libfuse dispatch it; the reply comes back through io_writev. */
+static void serve(struct rslot *s)
+{
+    struct fuse_in_header in;
+    memcpy(&in, s->hdr->in_out, sizeof(in));
+    uint32_t payload = s->hdr->ent.payload_sz;
+    s->unique = s->hdr->ent.commit_id;
+    size_t arg = in.len >= sizeof(in) + payload ? in.len - sizeof(in) - payload : SIZE_MAX;
+    if (arg > sizeof(s->hdr->op_in) || payload > R.payload) {
+        vdkfs_say("io_uring: malformed request (opcode %u, %u bytes)", in.opcode, in.len);
+        struct fuse_out_header *out = (struct fuse_out_header *)s->hdr->in_out;
+        *out = (struct fuse_out_header){.len = sizeof(*out), .error = -EIO, .unique = s->unique};
+        s->hdr->ent.payload_sz = 0;
+        add_cmd_locked(s, CMD_COMMIT_AND_FETCH);
+        return;
+    }
+    char *start = s->payload - arg - sizeof(in);
+    memcpy(start, &in, sizeof(in));
+    memcpy(start + sizeof(in), s->hdr->op_in, arg);
+    s->req = (struct fuse_buf){.size = in.len, .mem = start};
+    if (quick(&in) || !R.n_helpers)
+        dispatch(s);
+    else
+        hand_off(s);
+}
+
+/* Returns 1 when the queue should stop. */
+static int reap(struct queue *q)
+{
+    unsigned head = *q->cq_head;
+    unsigned tail = atomic_load_explicit((_Atomic unsigned *)q->cq_tail, memory_order_acquire);
+    int stop = 0;
+    for (; head != tail; head++) {
+        struct io_uring_cqe *c = &q->cqes[head & *q->cq_mask];
+        if (c->user_data == STOP_TAG) {
+            stop = 1;
+            continue;
+        }
+        struct rslot *s = (struct rslot *)(uintptr_t)c->user_data;
+        if (c->res == -EAGAIN || c->res == -EINTR) {
+            /* not yet connected, or interrupted: ask again */
+            add_cmd_locked(s, CMD_REGISTER);
+        } else if (c->res < 0) {
+            /* ENOTCONN/ECONNABORTED: the mount is going away */
+            if (c->res != -ENOTCONN && c->res != -ECONNABORTED && !atomic_load(&R.stopping))
+                vdkfs_say("io_uring queue %d: %s", q->qid, strerror(-c->res));
+            stop = 1;
+        } else {
+            serve(s);
+        }
+    }
+    atomic_store_explicit((_Atomic unsigned *)q->cq_head, head, memory_order_release);
+    return stop;
+}
+
+static void *queue_main(void *arg)
+{
+    struct queue *q = arg;
+    mine = q;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(q->qid, &set);
+    /* a CPU that is not online only loses the locality, not the queue */
+    (void)sched_setaffinity(0, sizeof(set), &set);
+    pthread_mutex_lock(&q->lock);
+    for (unsigned i = 0; i < DEPTH; i++)
+        add_cmd(&q->slots[i], CMD_REGISTER);
+    add_stop_poll(q);
+    pthread_mutex_unlock(&q->lock);
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        unsigned n = q->queued;
+        q->queued = 0;
+        pthread_mutex_unlock(&q->lock);
+        int r = sys_enter(q->ring_fd, n, 1, IORING_ENTER_GETEVENTS);
+        if (r < 0 && errno != EINTR && errno != EBUSY) {
+            vdkfs_say("io_uring queue %d: %s", q->qid, strerror(errno));
+            break;
+        }
+        if (reap(q))
+            break;
+    }
+    return NULL;
+}
+
+/* ---- the custom I/O layer libfuse writes through ------------------------ */
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *ud)
+{
+    ssize_t r = read(fd, buf, len);
+    const struct fuse_in_header *in = buf;
+    if (R.wanted && r >= (ssize_t)(sizeof(*in) + sizeof(struct fuse_init_in)) &&
+        in->opcode == FUSE_INIT) {
+        const struct fuse_init_in *ii = (const void *)(in + 1);
+        if ((ii->flags & FUSE_INIT_EXT) && (ii->flags2 & OVER_IO_URING_FLAG2))
+            atomic_store(&R.init_unique, in->unique);
+    }
+    return r;
+}
+
+static int start_queues(void);
+
+/* The INIT reply: offer the ring when every queue could be prepared. */
+static ssize_t init_reply(int fd, struct iovec *iov, int count)
+{
+    struct fuse_init_out io;
+    if (count != 2 || iov[1].iov_len < sizeof(io))
+        return writev(fd, iov, count);
+    memcpy(&io, iov[1].iov_base, sizeof(io));
+    size_t payload = io.max_write;
+    if ((io.flags & FUSE_MAX_PAGES) && (size_t)io.max_pages * 4096 > payload)
+        payload = (size_t)io.max_pages * 4096;
+    if (payload < 32 * 4096) /* the kernel's default max_pages */
+        payload = 32 * 4096;
+    R.payload = payload;
+    int ok = start_queues() == 0;
+    if (ok) {
+        io.flags |= FUSE_INIT_EXT;
+        io.flags2 |= OVER_IO_URING_FLAG2;
+    }
+    struct iovec v[2] = {iov[0], {&io, sizeof(io)}};
+    ssize_t r = writev(fd, v, 2);
+    if (ok && r >= 0) {
+        for (unsigned i = 0; i < HELPERS; i++)
+            if (pthread_create(&R.helper[R.n_helpers], NULL, helper_main, NULL) == 0)
+                R.n_helpers++;
+        for (unsigned i = 0; i < R.n_queues; i++)
+            if (pthread_create(&R.queues[i].tid, NULL, queue_main, &R.queues[i]) == 0)
+                R.queues[i].started = 1;
+        atomic_store(&R.active, 1);
+    }
+    return r;
+}
+
+static ssize_t commit(struct rslot *s, const struct iovec *iov, int count)
+{
+    size_t total = 0;
+    for (int i = 1; i < count; i++)
+        total += iov[i].iov_len;
+    struct fuse_out_header out;
+    memcpy(&out, iov[0].iov_base, sizeof(out));
+    if (total > R.payload) {
+        out.error = -EIO;
+        total = 0;
+    } else if (!(count == 2 && iov[1].iov_base == s->payload)) {
+        size_t at = 0;
+        for (int i = 1; i < count; i++) {
+            memcpy(s->payload + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+    }
+    out.len = (uint32_t)(sizeof(out) + total);
+    memcpy(s->hdr->in_out, &out, sizeof(out));
+    s->hdr->ent.payload_sz = (uint32_t)total;
+    struct queue *q = s->q;
+    int own = mine == q;
+    pthread_mutex_lock(&q->lock);
+    add_cmd(s, CMD_COMMIT_AND_FETCH);
+    if (!own) {
+        unsigned n = q->queued;
+        q->queued = 0;
+        sys_enter(q->ring_fd, n, 0, 0);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return (ssize_t)(sizeof(out) + total);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *ud)
+{
+    const struct fuse_out_header *out = iov[0].iov_base;
+    if (cur && out->unique == cur->unique) {
+        struct rslot *s = cur;
+        cur = NULL; /* one reply per request */
+        return commit(s, iov, count);
+    }
+    uint64_t iu = atomic_load(&R.init_unique);
+    if (iu && out->unique == iu) {
+        atomic_store(&R.init_unique, 0);
+        return init_reply(fd, iov, count);
+    }
+    return writev(fd, iov, count);
+}
+
+static ssize_t io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+                         unsigned int flags, void *ud)
+{
+    return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+static int start_queues(void)
+{
+    unsigned n = possible_cpus();
+    if (n == 0 || n > 1024)
+        return -1;
+    R.queues = calloc(n, sizeof(*R.queues));
+    if (!R.queues)
+        return -1;
+    R.n_queues = n;
+    for (unsigned i = 0; i < n; i++) {
+        struct queue *q = &R.queues[i];
+        q->qid = (int)i;
+        q->ring_fd = q->stop_fd = -1;
+        pthread_mutex_init(&q->lock, NULL);
+        if (queue_map(q) < 0) {
+            vdkfs_say("io_uring: %s; serving through /dev/fuse", strerror(errno));
+            for (unsigned j = 0; j <= i; j++)
+                queue_unmap(&R.queues[j]);
+            free(R.queues);
+            R.queues = NULL;
+            R.n_queues = 0;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int uring_attach(struct fuse_session *se, struct fs *fs, int want)
+{
+    R.se = se;
+    R.fs = fs;
+    R.fuse_fd = fuse_session_fd(se);
+    R.wanted = want && host_enables();
+    static const struct fuse_custom_io io = {
+        .read = io_read,
+        .writev = io_writev,
+        .splice_receive = io_splice,
+        .splice_send = io_splice,
+    };
+    return fuse_session_custom_io(se, &io, R.fuse_fd);
+}
+
+int uring_active(void)
+{
+    return atomic_load(&R.active);
+}
+
+char *uring_payload(size_t size)
+{
+    return cur && size <= R.payload ? cur->payload : NULL;
+}
+
+void uring_stop(void)
+{
+    atomic_store(&R.stopping, 1);
+    pthread_mutex_lock(&R.hlock);
+    pthread_cond_broadcast(&R.hcond);
+    pthread_mutex_unlock(&R.hlock);
+    for (unsigned i = 0; i < R.n_helpers; i++)
+        pthread_join(R.helper[i], NULL);
+    R.n_helpers = 0;
+    for (unsigned i = 0; i < R.n_queues; i++) {
+        struct queue *q = &R.queues[i];
+        if (q->started) {
+            uint64_t one = 1;
+            if (write(q->stop_fd, &one, sizeof(one)) < 0)
+                vdkfs_say("io_uring: cannot stop queue %u", i);
+            pthread_join(q->tid, NULL);
+        }
+        queue_unmap(q);
+        pthread_mutex_destroy(&q->lock);
+    }
+    free(R.queues);
+    R.queues = NULL;
+    R.n_queues = 0;
+}
