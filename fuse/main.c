@@ -43,9 +43,10 @@ static const char usage[] =
     "    -d                     debug output (implies -f)\n"
     "    -s                     serve one request at a time\n"
     "    -o threads=N           at most N worker threads (default: one per CPU)\n"
-    "    -o uring=MODE          FUSE over io_uring: 'auto' (default: used when the\n"
-    "                           kernel allows it, fuse.enable_uring=1, for local\n"
-    "                           disks) or 'off'\n"
+    "    -o uring=on            serve requests over io_uring (Linux 6.14+, with\n"
+    "                           fuse.enable_uring=1): random small reads run\n"
+    "                           faster, large reads slower (two copies where\n"
+    "                           /dev/fuse splices one); local disks only\n"
     "    -o allow_other         let other users in (needs user_allow_other)\n"
     "\n"
     "Remote disks (SOURCE is '[datastore] folder/disk.vmdk' or '[datastore] folder/'):\n"
@@ -236,10 +237,11 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (o.uring && strcmp(o.uring, "auto") && strcmp(o.uring, "off")) {
-        fprintf(stderr, "vdkfs: -o uring=%s: expected 'auto' or 'off'\n", o.uring);
+    if (o.uring && strcmp(o.uring, "on") && strcmp(o.uring, "off")) {
+        fprintf(stderr, "vdkfs: -o uring=%s: expected 'on' or 'off'\n", o.uring);
         return 2;
     }
+    int uring = o.uring && !strcmp(o.uring, "on");
     static struct fs fs;
     pthread_mutex_init(&fs.lock, NULL);
     pthread_rwlock_init(&fs.ops_lock, NULL);
@@ -255,6 +257,12 @@ int main(int argc, char **argv)
     if (remote ? remote_source(&fs, &o.remote, o.source) < 0 : open_source(&fs, o.source) < 0) {
         remote_close(&o.remote);
         return 1;
+    }
+    if (uring && remote) {
+        /* remote reads wait on the network: one thread per CPU queue would
+         * serialise them */
+        vdkfs_say("-o uring=on: remote disks are served through /dev/fuse");
+        uring = 0;
     }
     if (remote && fs.ro && !o.ro)
         fuse_opt_add_arg(&args, "-oro");
@@ -288,10 +296,7 @@ int main(int argc, char **argv)
     fs.se = se;
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
-        if (fuse_session_mount(se, cl.mountpoint) == 0 &&
-            /* remote reads wait on the network: one thread per CPU queue
-             * would serialise them, so remote mounts stay on /dev/fuse */
-            uring_attach(se, &fs, !remote && !(o.uring && !strcmp(o.uring, "off"))) == 0) {
+        if (fuse_session_mount(se, cl.mountpoint) == 0 && uring_attach(se, &fs, uring) == 0) {
             if (ready_fd >= 0)
                 daemon_ready(ready_fd);
             else

@@ -8,8 +8,9 @@ struct fuse_session;
 struct fs;
 
 /* Route the mounted session's I/O through vdkfs; when `want` is set and
- * the kernel allows it (fuse.enable_uring), requests move to per-CPU
- * io_uring queues once FUSE_INIT completes.  0, or -1 if libfuse refused. */
+ * the kernel allows it (fuse.enable_uring; else a warning), requests move
+ * to per-CPU io_uring queues once FUSE_INIT completes.  0, or -1 if
+ * libfuse refused. */
 int uring_attach(struct fuse_session *se, struct fs *fs, int want);
 /* Whether requests are being served through io_uring. */
 int uring_active(void);
