@@ -91,6 +91,7 @@ struct rslot {
     struct req_header *hdr;
     char *payload;
     uint64_t unique;
+    unsigned op; /* the command in flight */
     struct iovec iov[2];
 };
 
@@ -125,8 +126,8 @@ static struct {
     unsigned n_queues;
     size_t payload;
     struct queue *queues;
-    _Atomic int active; /* at least one slot registered */
     _Atomic int stopping;
+    int go; /* under hlock: 1 once the INIT reply went out, -1 to give up */
     pthread_mutex_t hlock;
     pthread_cond_t hcond;
     struct rslot *hhead, *htail;
@@ -271,6 +272,7 @@ static void add_cmd(struct rslot *s, unsigned op)
     sqe->fd = R.fuse_fd;
     sqe->cmd_op = op;
     sqe->user_data = (uint64_t)(uintptr_t)s;
+    s->op = op;
     if (op == CMD_REGISTER) {
         sqe->addr = (uint64_t)(uintptr_t)s->iov;
         sqe->len = 2;
@@ -407,6 +409,25 @@ static void serve(struct rslot *s)
         hand_off(s);
 }
 
+/* A failed command.  Returns 1 when the queue should stop. */
+static int failed(struct queue *q, struct rslot *s, int res)
+{
+    if (res == -EAGAIN || res == -EINTR) {
+        add_cmd_locked(s, s->op); /* try again */
+        return 0;
+    }
+    if (res == -ENOTCONN || res == -ECONNABORTED || res == -ECANCELED)
+        return 1; /* the mount is going away */
+    vdkfs_say("io_uring queue %d: %s: %s", q->qid, s->op == CMD_REGISTER ? "register" : "commit",
+              strerror(-res));
+    /* A reply the kernel no longer waits for (an aborted request) loses
+     * its slot there: register the buffers again.  A refused registration
+     * turns the kernel back to /dev/fuse; the slot stays idle. */
+    if (s->op == CMD_COMMIT_AND_FETCH)
+        add_cmd_locked(s, CMD_REGISTER);
+    return 0;
+}
+
 /* Returns 1 when the queue should stop. */
 static int reap(struct queue *q)
 {
@@ -415,25 +436,35 @@ static int reap(struct queue *q)
     int stop = 0;
     for (; head != tail; head++) {
         struct io_uring_cqe *c = &q->cqes[head & *q->cq_mask];
-        if (c->user_data == STOP_TAG) {
-            stop = 1;
-            continue;
-        }
         struct rslot *s = (struct rslot *)(uintptr_t)c->user_data;
-        if (c->res == -EAGAIN || c->res == -EINTR) {
-            /* not yet connected, or interrupted: ask again */
-            add_cmd_locked(s, CMD_REGISTER);
-        } else if (c->res < 0) {
-            /* ENOTCONN/ECONNABORTED: the mount is going away */
-            if (c->res != -ENOTCONN && c->res != -ECONNABORTED && !atomic_load(&R.stopping))
-                vdkfs_say("io_uring queue %d: %s", q->qid, strerror(-c->res));
+        if (c->user_data == STOP_TAG)
             stop = 1;
-        } else {
+        else if (c->res < 0)
+            stop |= failed(q, s, c->res);
+        else
             serve(s);
-        }
     }
     atomic_store_explicit((_Atomic unsigned *)q->cq_head, head, memory_order_release);
     return stop;
+}
+
+/* Wait until the INIT reply offered the ring (1) or it was given up (-1). */
+static int wait_go(void)
+{
+    pthread_mutex_lock(&R.hlock);
+    while (!R.go)
+        pthread_cond_wait(&R.hcond, &R.hlock);
+    int go = R.go;
+    pthread_mutex_unlock(&R.hlock);
+    return go;
+}
+
+static void set_go(int go)
+{
+    pthread_mutex_lock(&R.hlock);
+    R.go = go;
+    pthread_cond_broadcast(&R.hcond);
+    pthread_mutex_unlock(&R.hlock);
 }
 
 static void *queue_main(void *arg)
@@ -445,6 +476,8 @@ static void *queue_main(void *arg)
     CPU_SET(q->qid, &set);
     /* a CPU that is not online only loses the locality, not the queue */
     (void)sched_setaffinity(0, sizeof(set), &set);
+    if (wait_go() < 0)
+        return NULL;
     pthread_mutex_lock(&q->lock);
     for (unsigned i = 0; i < DEPTH; i++)
         add_cmd(&q->slots[i], CMD_REGISTER);
@@ -483,19 +516,21 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *ud)
 
 static int start_queues(void);
 
-/* The INIT reply: offer the ring when every queue could be prepared. */
+/* The INIT reply: offer the ring when every queue, its thread and the
+ * helpers are ready (from the reply on, the kernel holds every request until
+ * each queue registered). */
 static ssize_t init_reply(int fd, struct iovec *iov, int count)
 {
     struct fuse_init_out io;
     if (count != 2 || iov[1].iov_len < sizeof(io))
         return writev(fd, iov, count);
     memcpy(&io, iov[1].iov_base, sizeof(io));
-    size_t payload = io.max_write;
-    if ((io.flags & FUSE_MAX_PAGES) && (size_t)io.max_pages * 4096 > payload)
-        payload = (size_t)io.max_pages * 4096;
-    if (payload < 32 * 4096) /* the kernel's default max_pages */
-        payload = 32 * 4096;
-    R.payload = payload;
+    /* the kernel wants room for its largest request or reply */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (io.flags & FUSE_MAX_PAGES) ? io.max_pages : 32;
+    R.payload = io.max_write > pages * page ? io.max_write : pages * page;
+    if (R.payload < 8192)
+        R.payload = 8192;
     int ok = start_queues() == 0;
     if (ok) {
         io.flags |= FUSE_INIT_EXT;
@@ -503,15 +538,8 @@ static ssize_t init_reply(int fd, struct iovec *iov, int count)
     }
     struct iovec v[2] = {iov[0], {&io, sizeof(io)}};
     ssize_t r = writev(fd, v, 2);
-    if (ok && r >= 0) {
-        for (unsigned i = 0; i < HELPERS; i++)
-            if (pthread_create(&R.helper[R.n_helpers], NULL, helper_main, NULL) == 0)
-                R.n_helpers++;
-        for (unsigned i = 0; i < R.n_queues; i++)
-            if (pthread_create(&R.queues[i].tid, NULL, queue_main, &R.queues[i]) == 0)
-                R.queues[i].started = 1;
-        atomic_store(&R.active, 1);
-    }
+    if (ok)
+        set_go(r >= 0 ? 1 : -1);
     return r;
 }
 
@@ -570,31 +598,70 @@ static ssize_t io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_
     return splice(fdin, offin, fdout, offout, len, flags);
 }
 
+static void stop_threads(void)
+{
+    atomic_store(&R.stopping, 1);
+    pthread_mutex_lock(&R.hlock);
+    if (!R.go)
+        R.go = -1;
+    pthread_cond_broadcast(&R.hcond);
+    pthread_mutex_unlock(&R.hlock);
+    for (unsigned i = 0; i < R.n_helpers; i++)
+        pthread_join(R.helper[i], NULL);
+    R.n_helpers = 0;
+    for (unsigned i = 0; i < R.n_queues; i++) {
+        struct queue *q = &R.queues[i];
+        if (q->started) {
+            uint64_t one = 1;
+            if (write(q->stop_fd, &one, sizeof(one)) < 0)
+                vdkfs_say("io_uring: cannot stop queue %u", i);
+            pthread_join(q->tid, NULL);
+            q->started = 0;
+        }
+    }
+}
+
+static void free_queues(void)
+{
+    for (unsigned i = 0; i < R.n_queues; i++) {
+        queue_unmap(&R.queues[i]);
+        pthread_mutex_destroy(&R.queues[i].lock);
+    }
+    free(R.queues);
+    R.queues = NULL;
+    R.n_queues = 0;
+}
+
+/* Rings, buffers and threads for every possible CPU; -1 (after saying
+ * why) leaves nothing behind. */
 static int start_queues(void)
 {
     unsigned n = possible_cpus();
-    if (n == 0 || n > 1024)
+    if (n == 0 || n > 1024 || !(R.queues = calloc(n, sizeof(*R.queues))))
         return -1;
-    R.queues = calloc(n, sizeof(*R.queues));
-    if (!R.queues)
-        return -1;
-    R.n_queues = n;
-    for (unsigned i = 0; i < n; i++) {
+    int bad = 0;
+    for (unsigned i = 0; i < n && !bad; i++, R.n_queues++) {
         struct queue *q = &R.queues[i];
         q->qid = (int)i;
         q->ring_fd = q->stop_fd = -1;
         pthread_mutex_init(&q->lock, NULL);
-        if (queue_map(q) < 0) {
-            vdkfs_say("io_uring: %s; serving through /dev/fuse", strerror(errno));
-            for (unsigned j = 0; j <= i; j++)
-                queue_unmap(&R.queues[j]);
-            free(R.queues);
-            R.queues = NULL;
-            R.n_queues = 0;
-            return -1;
-        }
+        bad = queue_map(q) < 0;
     }
-    return 0;
+    for (unsigned i = 0; i < HELPERS && !bad; i++) {
+        bad = (errno = pthread_create(&R.helper[i], NULL, helper_main, NULL)) != 0;
+        R.n_helpers += !bad;
+    }
+    for (unsigned i = 0; i < n && !bad; i++) {
+        bad = (errno = pthread_create(&R.queues[i].tid, NULL, queue_main, &R.queues[i])) != 0;
+        R.queues[i].started = !bad;
+    }
+    if (!bad)
+        return 0;
+    vdkfs_say("io_uring: %s; serving through /dev/fuse", strerror(errno));
+    stop_threads();
+    free_queues();
+    atomic_store(&R.stopping, 0);
+    return -1;
 }
 
 int uring_attach(struct fuse_session *se, struct fs *fs, int want)
@@ -615,11 +682,6 @@ int uring_attach(struct fuse_session *se, struct fs *fs, int want)
     return fuse_session_custom_io(se, &io, R.fuse_fd);
 }
 
-int uring_active(void)
-{
-    return atomic_load(&R.active);
-}
-
 char *uring_payload(size_t size)
 {
     return cur && size <= R.payload ? cur->payload : NULL;
@@ -627,25 +689,6 @@ char *uring_payload(size_t size)
 
 void uring_stop(void)
 {
-    atomic_store(&R.stopping, 1);
-    pthread_mutex_lock(&R.hlock);
-    pthread_cond_broadcast(&R.hcond);
-    pthread_mutex_unlock(&R.hlock);
-    for (unsigned i = 0; i < R.n_helpers; i++)
-        pthread_join(R.helper[i], NULL);
-    R.n_helpers = 0;
-    for (unsigned i = 0; i < R.n_queues; i++) {
-        struct queue *q = &R.queues[i];
-        if (q->started) {
-            uint64_t one = 1;
-            if (write(q->stop_fd, &one, sizeof(one)) < 0)
-                vdkfs_say("io_uring: cannot stop queue %u", i);
-            pthread_join(q->tid, NULL);
-        }
-        queue_unmap(q);
-        pthread_mutex_destroy(&q->lock);
-    }
-    free(R.queues);
-    R.queues = NULL;
-    R.n_queues = 0;
+    stop_threads();
+    free_queues();
 }

@@ -12,8 +12,6 @@ struct fs;
  * to per-CPU io_uring queues once FUSE_INIT completes.  0, or -1 if
  * libfuse refused. */
 int uring_attach(struct fuse_session *se, struct fs *fs, int want);
-/* Whether requests are being served through io_uring. */
-int uring_active(void);
 /* The calling thread's ring reply buffer when it serves a ring request and
  * `size` fits, else NULL: a read placed there is not copied again. */
 char *uring_payload(size_t size);

@@ -4,24 +4,16 @@
 # metadata files and xattrs, ctl, SEEK_DATA, bad disks in a folder, clean
 # shutdown.  Every mount and daemon is cleaned up, pass or fail.
 #
-# VDKFS_URING=on or off (default) picks vdkfs's transport (-o uring=).  With
-# on, as root, the kernel's fuse.enable_uring is switched on for the run (and
-# put back after), and the first mount must then be served over io_uring.
+# VDKFS_URING=on runs it all over io_uring (tests/uring.sh).
 set -euo pipefail
 vdk=$1
 vdkfs=$2
 vdkwrite=$3
 dir=$(mktemp -d)
 mounts=()
-uring=${VDKFS_URING:-off}
-knob=/sys/module/fuse/parameters/enable_uring
-knob_was=
-if [ "$uring" = on ] && [ -w "$knob" ]; then
-    knob_was=$(cat "$knob")
-    echo Y >"$knob"
-fi
+. "$(dirname "$0")/uring.sh"
 cleanup() {
-    if [ -n "$knob_was" ]; then echo "$knob_was" >"$knob" || true; fi
+    uring_restore
     for m in "${mounts[@]}"; do
         umount "$m" 2>/dev/null || fusermount3 -u "$m" 2>/dev/null || true
     done
@@ -69,15 +61,7 @@ mnt "$dir/kinds" m1 -o ro
 # which transport serves the mount: the queues' io_uring descriptors show
 # once the first request completed FUSE_INIT
 ls m1 >/dev/null
-pid=$(pgrep -f "vdkfs .*$dir/kinds m1\$" | head -1)
-rings=$(ls -l "/proc/$pid/fd" 2>/dev/null | grep -c 'io_uring' || true)
-if [ "$uring" = off ] || ! grep -q Y "$knob" 2>/dev/null; then
-    [ "$rings" = 0 ] || fail "uring=$uring but vdkfs has $rings io_uring descriptors"
-    echo "transport: /dev/fuse"
-else
-    [ "$rings" -gt 0 ] || fail "fuse.enable_uring is on but vdkfs did not set up io_uring queues"
-    echo "transport: io_uring ($rings queues)"
-fi
+uring_check "$(pgrep -f "vdkfs .*$dir/kinds m1\$" | head -1)"
 for d in m1/*; do
     n=$(basename "$d")
     [ -f "$d/flat" ] || fail "$n has no flat"

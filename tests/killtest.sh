@@ -10,7 +10,8 @@
 # of the earlier crashes; every third round skips the repair and verify, so
 # the next round writes on an unrepaired crash (vdkfs repairs it at open).  KILLTEST_ROUNDS (default 6) sets rounds per kind,
 # KILLTEST_SEED the random seed, KILLTEST_KINDS a subset of the kinds,
-# KILLTEST_KEEP=1 keeps the folder on failure.
+# KILLTEST_KEEP=1 keeps the folder on failure; VDKFS_URING=on runs vdkfs
+# over io_uring (tests/uring.sh).
 # Every daemon, writer, fio and mount is cleaned up, pass or fail.
 set -euo pipefail
 vdk=$(readlink -f "$1")
@@ -25,8 +26,10 @@ done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vdk-killtest.XXXXXX")
 pids=()
 mounts=()
+. "$(dirname "$0")/uring.sh"
 cleanup() {
     local rc=$?
+    uring_restore
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     for m in "${mounts[@]}"; do fusermount3 -uz "$m" 2>/dev/null || true; done
@@ -55,12 +58,12 @@ forget() { # PID: no longer for the trap to kill
 # mount DISK MNT FLAT: vdkfs in the foreground, in the background; sets $fspid
 mount_disk() {
     mkdir -p "$2"
-    "$vdkfs" -f "$1" "$2" 2>>vdkfs.log &
+    "$vdkfs" -f -o uring="$uring" "$1" "$2" 2>>vdkfs.log &
     fspid=$!
     pids+=("$fspid")
     mounts+=("$PWD/$2")
     for _ in $(seq 1200); do # a writable open after a crash repairs first: slow under ASan
-        [ -e "$3" ] && return 0
+        [ -e "$3" ] && { uring_check "$fspid" >/dev/null; return 0; }
         kill -0 "$fspid" 2>/dev/null || fail "vdkfs $1 exited: $(tail -3 vdkfs.log)"
         sleep 0.05
     done
