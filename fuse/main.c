@@ -296,7 +296,13 @@ int main(int argc, char **argv)
     fs.se = se;
     int rc = -1;
     if (fuse_set_signal_handlers(se) == 0) {
-        if (fuse_session_mount(se, cl.mountpoint) == 0 && uring_attach(se, &fs, uring) == 0) {
+        int mounted = fuse_session_mount(se, cl.mountpoint) == 0;
+        if (mounted && uring_attach(se, &fs, uring) < 0) {
+            vdkfs_say("cannot set up the request transport");
+            fuse_session_unmount(se);
+            mounted = 0;
+        }
+        if (mounted) {
             if (ready_fd >= 0)
                 daemon_ready(ready_fd);
             else

@@ -74,7 +74,7 @@ struct cmd_req {
  * than one lets a burst arrive in one wake-up. */
 #define DEPTH    4
 #define SQE_SIZE 128 /* IORING_SETUP_SQE128 */
-#define STOP_TAG UINT64_MAX
+#define KICK_TAG UINT64_MAX
 /* A slot's memory: the kernel's header in the first page, then the
  * payload.  The request is rebuilt just below the payload (header, then
  * the fixed argument), so libfuse sees one contiguous buffer as from
@@ -98,17 +98,16 @@ struct rslot {
 struct queue {
     int qid;
     int ring_fd;
-    int stop_fd;
+    int kick_fd; /* eventfd: helpers' commits are waiting, or stop */
     pthread_t tid;
     int started;
     pthread_mutex_t lock; /* the submission queue, for replies from other threads */
-    unsigned *sq_tail, *sq_mask, *sq_array;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
     unsigned *cq_head, *cq_tail, *cq_mask;
     char *sqes;
     struct io_uring_cqe *cqes;
     void *sq_map, *cq_map, *sqe_map;
     size_t sq_len, cq_len, sqe_len;
-    unsigned queued; /* SQEs added, not yet submitted */
     struct rslot slots[DEPTH];
 };
 
@@ -190,8 +189,8 @@ static void queue_unmap(struct queue *q)
         munmap(q->sq_map, q->sq_len);
     if (q->ring_fd >= 0)
         close(q->ring_fd);
-    if (q->stop_fd >= 0)
-        close(q->stop_fd);
+    if (q->kick_fd >= 0)
+        close(q->kick_fd);
     for (unsigned i = 0; i < DEPTH; i++)
         if (q->slots[i].mem)
             munmap(q->slots[i].mem, HEAD_ROOM + R.payload);
@@ -202,8 +201,8 @@ static int queue_map(struct queue *q)
     struct io_uring_params p = {0};
     p.flags = IORING_SETUP_SQE128;
     q->ring_fd = sys_setup(DEPTH + 2, &p);
-    q->stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (q->ring_fd < 0 || q->stop_fd < 0)
+    q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->ring_fd < 0 || q->kick_fd < 0)
         return -1;
     q->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     q->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -223,6 +222,7 @@ static int queue_map(struct queue *q)
     if (q->cq_map == MAP_FAILED || q->sqe_map == MAP_FAILED)
         return -1;
     char *sq = q->sq_map, *cq = q->cq_map;
+    q->sq_head = (unsigned *)(sq + p.sq_off.head);
     q->sq_tail = (unsigned *)(sq + p.sq_off.tail);
     q->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
     q->sq_array = (unsigned *)(sq + p.sq_off.array);
@@ -262,7 +262,6 @@ static struct io_uring_sqe *sqe_next(struct queue *q)
 static void sqe_push(struct queue *q)
 {
     atomic_store_explicit((_Atomic unsigned *)q->sq_tail, *q->sq_tail + 1, memory_order_release);
-    q->queued++;
 }
 
 static void add_cmd(struct rslot *s, unsigned op)
@@ -291,14 +290,20 @@ static void add_cmd_locked(struct rslot *s, unsigned op)
     pthread_mutex_unlock(&s->q->lock);
 }
 
-static void add_stop_poll(struct queue *q)
+static void add_kick_poll(struct queue *q)
 {
     struct io_uring_sqe *sqe = sqe_next(q);
     sqe->opcode = IORING_OP_POLL_ADD;
-    sqe->fd = q->stop_fd;
+    sqe->fd = q->kick_fd;
     sqe->poll32_events = POLLIN;
-    sqe->user_data = STOP_TAG;
+    sqe->user_data = KICK_TAG;
     sqe_push(q);
+}
+
+/* SQEs added and not yet taken by the kernel (queue lock held). */
+static unsigned unsubmitted(struct queue *q)
+{
+    return *q->sq_tail - atomic_load_explicit((_Atomic unsigned *)q->sq_head, memory_order_acquire);
 }
 
 /* Reads from this size on go to helpers too: a large read is two copies
@@ -437,9 +442,17 @@ static int reap(struct queue *q)
     for (; head != tail; head++) {
         struct io_uring_cqe *c = &q->cqes[head & *q->cq_mask];
         struct rslot *s = (struct rslot *)(uintptr_t)c->user_data;
-        if (c->user_data == STOP_TAG)
-            stop = 1;
-        else if (c->res < 0)
+        if (c->user_data == KICK_TAG) {
+            uint64_t v;
+            if (read(q->kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                stop = 1;
+            stop |= atomic_load(&R.stopping);
+            if (!stop) { /* the poll is one-shot: arm it again */
+                pthread_mutex_lock(&q->lock);
+                add_kick_poll(q);
+                pthread_mutex_unlock(&q->lock);
+            }
+        } else if (c->res < 0)
             stop |= failed(q, s, c->res);
         else
             serve(s);
@@ -481,17 +494,24 @@ static void *queue_main(void *arg)
     pthread_mutex_lock(&q->lock);
     for (unsigned i = 0; i < DEPTH; i++)
         add_cmd(&q->slots[i], CMD_REGISTER);
-    add_stop_poll(q);
+    add_kick_poll(q);
     pthread_mutex_unlock(&q->lock);
-    for (;;) {
+    /* Only this thread submits: the kernel delivers a slot's next request
+     * through the submitting thread, and a helper that submitted would then
+     * own the slot while it waits on something slow. */
+    for (unsigned backoff = 0;;) {
         pthread_mutex_lock(&q->lock);
-        unsigned n = q->queued;
-        q->queued = 0;
+        unsigned n = unsubmitted(q);
         pthread_mutex_unlock(&q->lock);
         int r = sys_enter(q->ring_fd, n, 1, IORING_ENTER_GETEVENTS);
-        if (r < 0 && errno != EINTR && errno != EBUSY) {
-            vdkfs_say("io_uring queue %d: %s", q->qid, strerror(errno));
-            break;
+        if (r < 0 && errno != EINTR) {
+            /* EAGAIN, ENOMEM, EBUSY: passing; the SQEs stay queued.  A
+             * queue that stopped would stall its CPU for good. */
+            if (errno != EAGAIN && errno != ENOMEM && errno != EBUSY)
+                vdkfs_say("io_uring queue %d: %s", q->qid, strerror(errno));
+            usleep(backoff < 100 ? ++backoff * 100 : 10000);
+        } else {
+            backoff = 0;
         }
         if (reap(q))
             break;
@@ -564,15 +584,12 @@ static ssize_t commit(struct rslot *s, const struct iovec *iov, int count)
     memcpy(s->hdr->in_out, &out, sizeof(out));
     s->hdr->ent.payload_sz = (uint32_t)total;
     struct queue *q = s->q;
-    int own = mine == q;
-    pthread_mutex_lock(&q->lock);
-    add_cmd(s, CMD_COMMIT_AND_FETCH);
-    if (!own) {
-        unsigned n = q->queued;
-        q->queued = 0;
-        sys_enter(q->ring_fd, n, 0, 0);
+    add_cmd_locked(s, CMD_COMMIT_AND_FETCH);
+    if (mine != q) { /* a helper: the queue thread submits it */
+        uint64_t one = 1;
+        if (write(q->kick_fd, &one, sizeof(one)) < 0)
+            vdkfs_say("io_uring queue %d: %s", q->qid, strerror(errno));
     }
-    pthread_mutex_unlock(&q->lock);
     return (ssize_t)(sizeof(out) + total);
 }
 
@@ -592,12 +609,6 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *ud)
     return writev(fd, iov, count);
 }
 
-static ssize_t io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-                         unsigned int flags, void *ud)
-{
-    return splice(fdin, offin, fdout, offout, len, flags);
-}
-
 static void stop_threads(void)
 {
     atomic_store(&R.stopping, 1);
@@ -606,19 +617,19 @@ static void stop_threads(void)
         R.go = -1;
     pthread_cond_broadcast(&R.hcond);
     pthread_mutex_unlock(&R.hlock);
-    for (unsigned i = 0; i < R.n_helpers; i++)
-        pthread_join(R.helper[i], NULL);
-    R.n_helpers = 0;
     for (unsigned i = 0; i < R.n_queues; i++) {
         struct queue *q = &R.queues[i];
         if (q->started) {
             uint64_t one = 1;
-            if (write(q->stop_fd, &one, sizeof(one)) < 0)
+            if (write(q->kick_fd, &one, sizeof(one)) < 0)
                 vdkfs_say("io_uring: cannot stop queue %u", i);
             pthread_join(q->tid, NULL);
             q->started = 0;
         }
     }
+    for (unsigned i = 0; i < R.n_helpers; i++)
+        pthread_join(R.helper[i], NULL);
+    R.n_helpers = 0;
 }
 
 static void free_queues(void)
@@ -643,7 +654,7 @@ static int start_queues(void)
     for (unsigned i = 0; i < n && !bad; i++, R.n_queues++) {
         struct queue *q = &R.queues[i];
         q->qid = (int)i;
-        q->ring_fd = q->stop_fd = -1;
+        q->ring_fd = q->kick_fd = -1;
         pthread_mutex_init(&q->lock, NULL);
         bad = queue_map(q) < 0;
     }
@@ -666,20 +677,30 @@ static int start_queues(void)
 
 int uring_attach(struct fuse_session *se, struct fs *fs, int want)
 {
-    R.se = se;
-    R.fs = fs;
-    R.fuse_fd = fuse_session_fd(se);
-    R.wanted = want && host_enables();
-    if (want && !R.wanted)
+    if (!want)
+        return 0; /* libfuse's own I/O, splice included */
+    if (!host_enables()) {
         vdkfs_say("-o uring=on: the kernel does not allow FUSE over io_uring "
                   "(/sys/module/fuse/parameters/enable_uring); serving through /dev/fuse");
-    static const struct fuse_custom_io io = {
-        .read = io_read,
-        .writev = io_writev,
-        .splice_receive = io_splice,
-        .splice_send = io_splice,
-    };
-    return fuse_session_custom_io(se, &io, R.fuse_fd);
+        return 0;
+    }
+    R.se = se;
+    R.fs = fs;
+    /* a descriptor of our own: unmounting closes the session's while the
+     * queues may still be committing */
+    R.fuse_fd = fcntl(fuse_session_fd(se), F_DUPFD_CLOEXEC, 0);
+    if (R.fuse_fd < 0)
+        return 0;
+    R.wanted = 1;
+    /* No splice: a reply spliced to /dev/fuse would miss the ring and leave
+     * its reader waiting; without it libfuse copies into writev. */
+    static const struct fuse_custom_io io = {.read = io_read, .writev = io_writev};
+    int r = fuse_session_custom_io(se, &io, fuse_session_fd(se));
+    if (r < 0) {
+        close(R.fuse_fd);
+        R.wanted = 0;
+    }
+    return r;
 }
 
 char *uring_payload(size_t size)
@@ -691,4 +712,7 @@ void uring_stop(void)
 {
     stop_threads();
     free_queues();
+    if (R.wanted)
+        close(R.fuse_fd);
+    R.wanted = 0;
 }
