@@ -8,6 +8,11 @@
 
 #define BUCKETS    4096u
 #define JOB_BLOCKS 32u /* blocks per read-ahead request (8 MiB) */
+/* Freed chunks kept for the next fetch.  A chunk is megabytes: malloc
+ * hands such sizes back to the kernel on free, and the next one costs a
+ * page fault and a page clear per 4 KiB (8% of a remote sequential read's
+ * CPU).  Two cover the read-ahead in flight; at most this much is kept. */
+#define SPARE_CHUNKS 2u
 
 enum { LOADING, READY };
 
@@ -16,6 +21,7 @@ enum { LOADING, READY };
 struct chunk {
     unsigned refs;
     size_t size; /* charged to the budget while any block of it lives */
+    size_t room; /* allocated bytes of data */
     char data[];
 };
 
@@ -48,6 +54,8 @@ struct bcache {
     unsigned nworkers, want_workers;
     int stop;
     pthread_t *workers;
+    struct chunk *spare[SPARE_CHUNKS]; /* freed chunks for reuse */
+    uint64_t allocated;                /* bytes of chunks ever allocated */
 };
 
 static unsigned bucket(uint64_t fid, uint64_t blk)
@@ -82,6 +90,46 @@ static void lru_front(struct bcache *c, struct entry *e)
     c->lru.next = e;
 }
 
+/* A chunk nobody uses any more (lock held): kept as a spare in place of
+ * an empty slot or a smaller spare (a short run, the end of a file, must
+ * not hold the slots for good), else freed.  Chunks larger than a
+ * read-ahead job (a long demand read) are not kept. */
+static void chunk_release(struct bcache *c, struct chunk *ch)
+{
+    c->used -= ch->size;
+    unsigned slot = 0; /* an empty slot, else the smallest spare */
+    for (unsigned i = 1; i < SPARE_CHUNKS && c->spare[slot]; i++)
+        if (!c->spare[i] || c->spare[i]->room < c->spare[slot]->room)
+            slot = i;
+    struct chunk *out = ch;
+    if (ch->room <= (size_t)JOB_BLOCKS * c->block &&
+        (!c->spare[slot] || c->spare[slot]->room < ch->room)) {
+        out = c->spare[slot];
+        c->spare[slot] = ch;
+    }
+    free(out);
+}
+
+/* A chunk with room for size bytes: a spare that fits, or a new one. */
+static struct chunk *chunk_get(struct bcache *c, size_t size)
+{
+    struct chunk *ch = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (unsigned i = 0; i < SPARE_CHUNKS && !ch; i++)
+        if (c->spare[i] && c->spare[i]->room >= size) {
+            ch = c->spare[i];
+            c->spare[i] = NULL;
+        }
+    pthread_mutex_unlock(&c->lock);
+    if (!ch && (ch = malloc(sizeof(*ch) + size))) {
+        ch->room = size;
+        pthread_mutex_lock(&c->lock);
+        c->allocated += size;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return ch;
+}
+
 static void drop(struct bcache *c, struct entry *e)
 {
     struct entry **p = &c->hash[bucket(e->fid, e->blk)];
@@ -89,10 +137,8 @@ static void drop(struct bcache *c, struct entry *e)
         p = &(*p)->hnext;
     *p = e->hnext;
     lru_unlink(e);
-    if (e->chunk && !--e->chunk->refs) {
-        c->used -= e->chunk->size;
-        free(e->chunk);
-    }
+    if (e->chunk && !--e->chunk->refs)
+        chunk_release(c, e->chunk);
     free(e);
 }
 
@@ -135,7 +181,7 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += block_len(c, f, blk + i);
-    struct chunk *ch = malloc(sizeof(*ch) + (total ? total : 1));
+    struct chunk *ch = chunk_get(c, total ? total : 1);
     int64_t got = ch ? c->fetch(f->file, ch->data, total, blk * c->block) : -ENOMEM;
     pthread_mutex_lock(&c->lock);
     size_t pos = 0;
@@ -161,10 +207,8 @@ static int fill_run(struct bcache *c, struct bcache_file *f, uint64_t blk, unsig
         }
         pos += len;
     }
-    if (ch && !--ch->refs) {
-        c->used -= ch->size;
-        free(ch);
-    }
+    if (ch && !--ch->refs)
+        chunk_release(c, ch);
     evict(c);
     pthread_cond_broadcast(&c->changed);
     pthread_mutex_unlock(&c->lock);
@@ -243,6 +287,8 @@ void bcache_free(struct bcache *c)
     for (unsigned b = 0; b < BUCKETS; b++)
         while (c->hash[b])
             drop(c, c->hash[b]);
+    for (unsigned i = 0; i < SPARE_CHUNKS; i++)
+        free(c->spare[i]);
     free(c->workers);
     pthread_cond_destroy(&c->work);
     pthread_cond_destroy(&c->changed);
@@ -411,4 +457,12 @@ int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t l
         f->ahead_next = 0;
     pthread_mutex_unlock(&c->lock);
     return (int64_t)done;
+}
+
+uint64_t bcache_allocated(struct bcache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    uint64_t a = c->allocated;
+    pthread_mutex_unlock(&c->lock);
+    return a;
 }

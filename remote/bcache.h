@@ -38,5 +38,7 @@ void bcache_attach(struct bcache *c, struct bcache_file *f);
 void bcache_detach(struct bcache *c, struct bcache_file *f);
 
 int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off);
+/* Bytes of chunk memory allocated so far (freed chunks are reused first). */
+uint64_t bcache_allocated(struct bcache *c);
 
 #endif

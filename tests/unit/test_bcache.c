@@ -76,6 +76,33 @@ Test(bcache, sequential_reads_are_read_ahead_in_large_requests)
     fake_free(fk);
 }
 
+/* Chunks freed by eviction serve later fetches: reading 64 MiB through a
+ * 16 MiB cache twice allocates little more than the cache holds (21 MiB
+ * here; without reuse about 128 MiB: every fetch a fresh allocation, which
+ * the kernel then faults in and clears page by page). */
+Test(bcache, freed_chunks_are_reused)
+{
+    struct fake *fk = fake_new((64u << 20) - 3 * BLK / 2); /* a short last run */
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, 16u << 20, 4u << 20, 2, fake_fetch, &c), 0);
+    struct bcache_file f = {.file = fk, .size = fk->size};
+    bcache_attach(c, &f);
+    unsigned char *buf = malloc(1 << 20);
+    for (int pass = 0; pass < 2; pass++)
+        for (uint64_t off = 0; off < fk->size; off += 1 << 20) {
+            int64_t want = fk->size - off < (1 << 20) ? (int64_t)(fk->size - off) : 1 << 20;
+            cr_assert_eq(bcache_read(c, &f, buf, 1 << 20, off), want);
+            cr_assert(!memcmp(buf, fk->data + off, (size_t)want), "pass %d, bytes at %llu", pass,
+                      (unsigned long long)off);
+        }
+    uint64_t a = bcache_allocated(c);
+    cr_expect_lt(a, 48ull << 20, "%llu MiB allocated", (unsigned long long)(a >> 20));
+    bcache_detach(c, &f);
+    bcache_free(c);
+    free(buf);
+    fake_free(fk);
+}
+
 struct worker_arg {
     struct bcache *c;
     struct bcache_file *f;
