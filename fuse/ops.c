@@ -1122,7 +1122,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_read = 1u << 19; /* see main.c: spliced replies fit a pipe */
     conn->max_write = 1u << 20;
     /* splice replies: data runs of local files reach readers with one copy */
-    conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
+    if (!uring_wanted())
+        conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
     /* but not requests: a write arrives through a pipe and a second read
      * for nothing, since writes are handled from memory anyway */
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;

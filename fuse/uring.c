@@ -125,8 +125,9 @@ static struct {
     unsigned n_queues;
     size_t payload;
     struct queue *queues;
-    _Atomic int stopping;
-    int go; /* under hlock: 1 once the INIT reply went out, -1 to give up */
+    _Atomic int stopping; /* the queues */
+    int helpers_stop;     /* under hlock, once the queues are gone */
+    int go;               /* under hlock: 1 once the INIT reply went out, -1 to give up */
     pthread_mutex_t hlock;
     pthread_cond_t hcond;
     struct rslot *hhead, *htail;
@@ -358,7 +359,7 @@ static void *helper_main(void *arg)
 {
     pthread_mutex_lock(&R.hlock);
     for (;;) {
-        while (!R.hhead && !atomic_load(&R.stopping))
+        while (!R.hhead && !R.helpers_stop)
             pthread_cond_wait(&R.hcond, &R.hlock);
         struct rslot *s = R.hhead;
         if (!s)
@@ -499,7 +500,7 @@ static void *queue_main(void *arg)
     /* Only this thread submits: the kernel delivers a slot's next request
      * through the submitting thread, and a helper that submitted would then
      * own the slot while it waits on something slow. */
-    for (unsigned backoff = 0;;) {
+    for (unsigned backoff = 0; !atomic_load(&R.stopping);) {
         pthread_mutex_lock(&q->lock);
         unsigned n = unsubmitted(q);
         pthread_mutex_unlock(&q->lock);
@@ -507,7 +508,7 @@ static void *queue_main(void *arg)
         if (r < 0 && errno != EINTR) {
             /* EAGAIN, ENOMEM, EBUSY: passing; the SQEs stay queued.  A
              * queue that stopped would stall its CPU for good. */
-            if (errno != EAGAIN && errno != ENOMEM && errno != EBUSY)
+            if (errno != EAGAIN && errno != ENOMEM && errno != EBUSY && !backoff)
                 vdkfs_say("io_uring queue %d: %s", q->qid, strerror(errno));
             usleep(backoff < 100 ? ++backoff * 100 : 10000);
         } else {
@@ -609,6 +610,8 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *ud)
     return writev(fd, iov, count);
 }
 
+/* Queue threads first (a queue may still hand requests to the helpers),
+ * then the helpers, once nothing can reach them. */
 static void stop_threads(void)
 {
     atomic_store(&R.stopping, 1);
@@ -627,6 +630,10 @@ static void stop_threads(void)
             q->started = 0;
         }
     }
+    pthread_mutex_lock(&R.hlock);
+    R.helpers_stop = 1;
+    pthread_cond_broadcast(&R.hcond);
+    pthread_mutex_unlock(&R.hlock);
     for (unsigned i = 0; i < R.n_helpers; i++)
         pthread_join(R.helper[i], NULL);
     R.n_helpers = 0;
@@ -672,6 +679,7 @@ static int start_queues(void)
     stop_threads();
     free_queues();
     atomic_store(&R.stopping, 0);
+    R.helpers_stop = 0;
     return -1;
 }
 
@@ -692,8 +700,9 @@ int uring_attach(struct fuse_session *se, struct fs *fs, int want)
     if (R.fuse_fd < 0)
         return 0;
     R.wanted = 1;
-    /* No splice: a reply spliced to /dev/fuse would miss the ring and leave
-     * its reader waiting; without it libfuse copies into writev. */
+    /* No splice hooks: vdkfs does not ask for spliced replies when the ring
+     * is wanted (uring_wanted), since one would miss the ring and leave its
+     * reader waiting. */
     static const struct fuse_custom_io io = {.read = io_read, .writev = io_writev};
     int r = fuse_session_custom_io(se, &io, fuse_session_fd(se));
     if (r < 0) {
@@ -701,6 +710,11 @@ int uring_attach(struct fuse_session *se, struct fs *fs, int want)
         R.wanted = 0;
     }
     return r;
+}
+
+int uring_wanted(void)
+{
+    return R.wanted;
 }
 
 char *uring_payload(size_t size)
