@@ -409,10 +409,18 @@ static void serve(struct rslot *s)
     memcpy(start, &in, sizeof(in));
     memcpy(start + sizeof(in), s->hdr->op_in, arg);
     s->req = (struct fuse_buf){.size = in.len, .mem = start};
-    if (quick(&in, s->hdr->op_in) || !R.n_helpers)
+    if (!R.n_helpers) {
         dispatch(s);
-    else
+    } else if (quick(&in, s->hdr->op_in) && pthread_rwlock_tryrdlock(&R.fs->ops_lock) == 0) {
+        /* Holding the disks shared across the request closes the gap
+         * between the check above and the operation's own (recursive,
+         * reader-preferring) read lock: a ctl operation that took them in
+         * between would stall this CPU's queue until it ends. */
+        dispatch(s);
+        pthread_rwlock_unlock(&R.fs->ops_lock);
+    } else {
         hand_off(s);
+    }
 }
 
 /* A failed command.  Returns 1 when the queue should stop. */
