@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "notify.h"
 #include "uring.h"
 #include "vdkfs.h"
 
@@ -328,6 +329,7 @@ int main(int argc, char **argv)
         }
         fuse_remove_signal_handlers(se);
     }
+    notify_stop();
     fuse_session_destroy(se);
     if (tree_close(&fs) < 0)
         rc = -1;

@@ -14,6 +14,7 @@
 
 #include "infotext.h"
 #include "vdk_ioctl.h"
+#include "notify.h"
 #include "uring.h"
 #include "vdkfs.h"
 
@@ -410,6 +411,7 @@ static int window(struct node *n, uint32_t slot, uint64_t *start, uint64_t *len)
         return 0;
     }
     pthread_mutex_lock(&n->lock);
+    parts_load(n); /* an operation on the disk may have dropped the list */
     unsigned p = slot - S_PART;
     int r = p >= 1 && p <= n->n_parts ? 0 : -ENOENT;
     if (r == 0) {
@@ -1004,6 +1006,47 @@ static void release_disk(struct node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* The partitions a node showed (their inodes are S_PART + 1 .. n). */
+static unsigned node_parts(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    unsigned k = n->n_parts;
+    pthread_mutex_unlock(&n->lock);
+    return k;
+}
+
+/* An operation changed the bytes node idx reads, and so those of every
+ * link below it: drop what the kernel caches of their flat and partitions
+ * (read-only links keep their pages across opens).  'parts' covers a node
+ * whose partition list the operation already freed.  Returns the last
+ * notification's ticket. */
+static uint64_t stale_tree(struct fs *fs, unsigned idx, unsigned parts, unsigned depth)
+{
+    struct node *n = tree_node(fs, idx);
+    if (!n || depth > 4096)
+        return 0;
+    unsigned k = node_parts(n);
+    if (k < parts)
+        k = parts;
+    uint64_t t = notify_inval(fs->se, ino_of(idx, S_FLAT));
+    for (unsigned i = 1; i <= k; i++) {
+        uint64_t pt = notify_inval(fs->se, ino_of(idx, S_PART + i));
+        t = pt > t ? pt : t; /* tickets grow; 0 is a failure */
+    }
+    pthread_mutex_lock(&fs->lock);
+    unsigned nk = n->n_kids;
+    unsigned *kids = nk ? malloc(nk * sizeof(*kids)) : NULL;
+    if (kids)
+        memcpy(kids, n->kids, nk * sizeof(*kids));
+    pthread_mutex_unlock(&fs->lock);
+    for (unsigned i = 0; kids && i < nk; i++) {
+        uint64_t kt = stale_tree(fs, kids[i], 0, depth + 1);
+        t = kt > t ? kt : t;
+    }
+    free(kids);
+    return t;
+}
+
 /* grow, shrink, defragment, attach and commit: the same as vdk's commands,
  * with every request to the mount held back meanwhile. */
 static int heavy(struct fs *fs, struct node *n, const char *verb, const char *arg)
@@ -1026,6 +1069,9 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     __atomic_add_fetch(&fs->heavy, 1, __ATOMIC_SEQ_CST);
     pthread_rwlock_wrlock(&fs->ops_lock);
     struct node *p = n->parent >= 0 ? tree_node(fs, (unsigned)n->parent) : NULL;
+    /* commit changes the parent's bytes, attach this disk's */
+    struct node *changed = !strcmp(verb, "commit") ? p : !strcmp(verb, "attach") ? n : NULL;
+    unsigned changed_parts = changed ? node_parts(changed) : 0;
     release_disk(n);
     if (p && !strcmp(verb, "commit"))
         release_disk(p);
@@ -1046,6 +1092,15 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     else
         set_status(n, "%s: done\n", verb);
     tree_scan(fs); /* sizes, parents and children may have changed */
+    /* the command returns once the kernel dropped the old bytes (and the
+     * committed child's entry); bounded, see notify_wait */
+    uint64_t t = changed ? stale_tree(fs, changed->idx, changed_parts, 0) : 0;
+    if (p && !strcmp(verb, "commit") && r >= 0) {
+        uint64_t et = notify_inval_entry(fs->se, ino_of(p->idx, S_CHILDREN), n->dname);
+        t = et > t ? et : t;
+    }
+    if (t && notify_wait(t, 5000) < 0)
+        vdkfs_say("%s: the kernel may still show cached bytes from before %s", n->name, verb);
     return r < 0 ? -vdk_errno(r) : 0;
 }
 

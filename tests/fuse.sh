@@ -212,6 +212,51 @@ grep -qi "read-only" err.txt || fail "snapshot write error: $(cat err.txt)"
 umnt m5
 echo "ok: snapshot chain"
 
+# 4b. ctl commit: the parent's flat and partitions show the committed
+# bytes at once, through handles held open across the commit and opened
+# after it (a read-only parent's cached pages are kept across opens)
+python3 - <<'PY'
+import os, struct
+with open("in.raw", "rb") as f:
+    d = bytearray(f.read())
+d[446:462] = struct.pack("<B3sB3sII", 0, b"\0\0\0", 0x83, b"\0\0\0", 2048, 8192)
+d[462:510] = bytes(48)
+d[510:512] = b"\x55\xaa"
+open("cb.raw", "wb").write(d)
+open("patch.bin", "wb").write(os.urandom(1 << 20))
+PY
+"$vdk" clone -q -r cb.raw cb.vmdk
+"$vdk" child cb.vmdk cb1.vmdk >/dev/null
+mnt cb1.vmdk m6
+python3 - m6/cb <<'PY' || fail "stale bytes after ctl commit"
+import os, sys
+top = sys.argv[1]
+old = open("cb.raw", "rb").read()
+patch = open("patch.bin", "rb").read()
+flat = os.open(top + "/flat", os.O_RDONLY)
+part = os.open(top + "/partitions/p1", os.O_RDONLY)
+assert os.pread(flat, 1 << 20, 1 << 20) == old[1 << 20:2 << 20], "parent before"
+assert os.pread(part, 1 << 20, 0) == old[1 << 20:2 << 20], "partition before"
+w = os.open(top + "/children/cb1/flat", os.O_WRONLY)
+os.pwrite(w, patch, 1 << 20)
+os.fsync(w)
+os.close(w)
+with open(top + "/children/cb1/ctl", "w") as c:
+    c.write("commit\n")
+assert not os.path.exists(top + "/children/cb1"), "committed child still shown"
+assert os.pread(flat, 1 << 20, 1 << 20) == patch, "held flat shows the old bytes"
+assert os.pread(part, 1 << 20, 0) == patch, "held partition shows the old bytes"
+with open(top + "/flat", "rb") as f:
+    f.seek(1 << 20)
+    assert f.read(1 << 20) == patch, "a new open shows the old bytes"
+PY
+umnt m6
+cp cb.raw cb.want
+dd if=patch.bin of=cb.want bs=1M seek=1 conv=notrunc status=none
+qemu-img compare -q cb.vmdk cb.want || fail "parent after ctl commit"
+[ ! -e cb1.vmdk ] || fail "committed child left on disk"
+echo "ok: ctl commit drops stale cached bytes"
+
 # 5. ext4 inside the disk, through partitions/p1 (MBR and GPT)
 mkdir -p src/sub
 head -c 300000 /dev/urandom >src/a.bin

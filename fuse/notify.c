@@ -1,0 +1,132 @@
+/* Dropping the kernel's cached pages of files whose bytes changed under
+ * them (a commit rewrites the parent's data, an attach gives a child other
+ * bytes through its new parent).  A read-only disk's flat is opened with
+ * keep_cache, so without this a handle held across the change, or any later
+ * open, would go on reading the old bytes.
+ *
+ * The notifications go out from a thread of their own: the kernel's
+ * invalidation waits for pages that reads in flight hold locked, and those
+ * reads need a request thread to finish (sent from the request thread of a
+ * single-threaded loop it would never end). */
+#define FUSE_USE_VERSION 314
+#include "notify.h"
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct job {
+    uint64_t ino;
+    struct job *next;
+    char name[]; /* "": the inode's pages; else the entry 'name' in dir ino */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct fuse_session *se;
+    struct job *head, **tail;
+    uint64_t queued, sent; /* tickets: jobs queued and sent so far */
+    int started, stop;
+    pthread_t thread;
+} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *notifier(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&N.lock);
+    for (;;) {
+        while (!N.head && !N.stop)
+            pthread_cond_wait(&N.cond, &N.lock);
+        if (!N.head)
+            break; /* stopping, and everything queued went out */
+        struct job *j = N.head;
+        N.head = j->next;
+        if (!N.head)
+            N.tail = &N.head;
+        pthread_mutex_unlock(&N.lock);
+        /* -ENOENT (the kernel never looked the file up, so it caches
+         * nothing of it) and errors after unmount are expected */
+        if (j->name[0])
+            fuse_lowlevel_notify_inval_entry(N.se, (fuse_ino_t)j->ino, j->name, strlen(j->name));
+        else
+            fuse_lowlevel_notify_inval_inode(N.se, (fuse_ino_t)j->ino, 0, 0);
+        free(j);
+        pthread_mutex_lock(&N.lock);
+        N.sent++;
+        pthread_cond_broadcast(&N.cond);
+    }
+    pthread_mutex_unlock(&N.lock);
+    return NULL;
+}
+
+static uint64_t queue(struct fuse_session *se, uint64_t ino, const char *name)
+{
+    size_t nl = strlen(name);
+    struct job *j = malloc(sizeof(*j) + nl + 1);
+    if (!j)
+        return 0;
+    j->ino = ino;
+    j->next = NULL;
+    memcpy(j->name, name, nl + 1);
+    pthread_mutex_lock(&N.lock);
+    int ok = !N.stop;
+    if (ok && !N.started) {
+        N.se = se;
+        N.tail = &N.head;
+        ok = N.started = pthread_create(&N.thread, NULL, notifier, NULL) == 0;
+    }
+    uint64_t ticket = 0;
+    if (ok) {
+        *N.tail = j;
+        N.tail = &j->next;
+        ticket = ++N.queued;
+        pthread_cond_broadcast(&N.cond);
+    }
+    pthread_mutex_unlock(&N.lock);
+    if (!ok)
+        free(j);
+    return ticket;
+}
+
+uint64_t notify_inval(struct fuse_session *se, uint64_t ino)
+{
+    return queue(se, ino, "");
+}
+
+uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name)
+{
+    return name[0] ? queue(se, dir, name) : 0;
+}
+
+int notify_wait(uint64_t ticket, unsigned ms)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (end.tv_nsec >= 1000000000) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&N.lock);
+    int r = 0;
+    while (N.started && N.sent < ticket && r == 0)
+        r = pthread_cond_timedwait(&N.cond, &N.lock, &end);
+    int done = N.sent >= ticket;
+    pthread_mutex_unlock(&N.lock);
+    return done ? 0 : -1;
+}
+
+void notify_stop(void)
+{
+    pthread_mutex_lock(&N.lock);
+    N.stop = 1;
+    int started = N.started;
+    pthread_cond_broadcast(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+    if (started)
+        pthread_join(N.thread, NULL);
+}

@@ -1,0 +1,23 @@
+/* vdkfs internals: telling the kernel that cached file pages went stale. */
+#ifndef VDKFS_NOTIFY_H
+#define VDKFS_NOTIFY_H
+
+#include <stdint.h>
+
+struct fuse_session;
+
+/* Queue the invalidation of inode ino's cached pages and attributes; a
+ * thread of its own sends it (started on first use).  Returns a ticket for
+ * notify_wait, or 0 when out of memory or already stopping. */
+uint64_t notify_inval(struct fuse_session *se, uint64_t ino);
+/* The same for the kernel's cached entry 'name' in directory dir (a
+ * file that went away). */
+uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name);
+/* Wait up to ms for everything queued up to ticket to have gone out: 0, or
+ * -1 on timeout (the kernel may wait for reads that a single-threaded
+ * loop cannot serve while its one thread waits here). */
+int notify_wait(uint64_t ticket, unsigned ms);
+/* Send what is queued and end the thread; before the session is destroyed. */
+void notify_stop(void);
+
+#endif
