@@ -38,7 +38,8 @@ void bcache_attach(struct bcache *c, struct bcache_file *f);
 void bcache_detach(struct bcache *c, struct bcache_file *f);
 
 int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off);
-/* Bytes of chunk memory allocated so far (freed chunks are reused first). */
-uint64_t bcache_allocated(struct bcache *c);
+/* Bytes of chunk memory allocated so far (freed chunks are reused first);
+ * with huge, how many of them were asked for on huge pages. */
+uint64_t bcache_allocated(struct bcache *c, uint64_t *huge);
 
 #endif
