@@ -486,6 +486,26 @@ static int fill_named(char *buf, const vdk_segment *seg, int k)
     return 0;
 }
 
+/* A reply with lent pieces: one writev from where each piece lies (the
+ * kernel copies them straight into the reader's pages), then the pieces
+ * go back to their store. */
+static void reply_lent(fuse_req_t req, char *buf, vdk_segment *seg, int k)
+{
+    struct iovec iov[READ_SEGS];
+    size_t pos = 0;
+    int e = fill_named(buf, seg, k);
+    for (int i = 0; i < k; i++) {
+        iov[i].iov_base = seg[i].fd == VDK_SEG_LENT ? (void *)seg[i].mem : buf + pos;
+        iov[i].iov_len = (size_t)seg[i].len;
+        pos += (size_t)seg[i].len;
+    }
+    if (e)
+        fuse_reply_err(req, e);
+    else
+        fuse_reply_iov(req, iov, k);
+    vdk_read_release(seg, k);
+}
+
 static void read_flat(fuse_req_t req, struct node *n, size_t size, uint64_t off)
 {
     /* over io_uring the reply buffer is the ring's: read straight into it */
@@ -497,12 +517,20 @@ static void read_flat(fuse_req_t req, struct node *n, size_t size, uint64_t off)
     /* small reads: three splice calls cost more than copying 4 KiB twice
      * (random 4 KiB reads measured 52k IOPS spliced, 67k copied) */
     unsigned room = !ring && size >= SPLICE_MIN ? READ_SEGS : 1;
-    int k = vdk_read_vec(n->disk, buf, size, off, seg, room);
+    /* bytes a remote disk's cache holds are lent, not copied into buf
+     * (over io_uring they are copied once anyway, into the ring) */
+    int k = ring ? vdk_read_vec(n->disk, buf, size, off, seg, room)
+                 : vdk_read_lend(n->disk, buf, size, off, seg, room);
     if (k < 0)
         return (void)fuse_reply_err(req, io_errno(n->disk, k));
     size_t total = 0;
-    for (int i = 0; i < k; i++)
+    int lent = 0;
+    for (int i = 0; i < k; i++) {
         total += (size_t)seg[i].len;
+        lent |= seg[i].fd == VDK_SEG_LENT;
+    }
+    if (lent)
+        return reply_lent(req, buf, seg, k);
     if (!ring && k == 1 && seg[0].fd >= 0) {
         struct fuse_bufvec v = FUSE_BUFVEC_INIT(total);
         v.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;

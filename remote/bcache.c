@@ -425,10 +425,11 @@ static void read_ahead(struct bcache *c, struct bcache_file *f, uint64_t blk)
     f->ahead_next = b;
 }
 
-/* Copy what the cache holds of block blk into dst, fetching the run of
- * missing blocks from blk to last_blk first.  Returns bytes copied. */
-static int64_t read_block(struct bcache *c, struct bcache_file *f, uint64_t blk, uint64_t last_blk,
-                          char *dst, size_t skip, size_t want)
+/* Block blk, fetched first (with the run of missing blocks up to
+ * last_blk) if the cache lacks it, and held (users) for the caller to copy
+ * or lend; NULL with *err set on failure. */
+static struct entry *acquire(struct bcache *c, struct bcache_file *f, uint64_t blk,
+                             uint64_t last_blk, int *err)
 {
     pthread_mutex_lock(&c->lock);
     for (;;) {
@@ -437,13 +438,7 @@ static int64_t read_block(struct bcache *c, struct bcache_file *f, uint64_t blk,
             e->users++;
             lru_front(c, e);
             pthread_mutex_unlock(&c->lock);
-            size_t n = e->len > skip ? e->len - skip : 0;
-            n = n < want ? n : want;
-            memcpy(dst, e->data + skip, n);
-            pthread_mutex_lock(&c->lock);
-            e->users--;
-            pthread_mutex_unlock(&c->lock);
-            return (int64_t)n;
+            return e;
         }
         if (e) {
             pthread_cond_wait(&c->changed, &c->lock);
@@ -456,32 +451,27 @@ static int64_t read_block(struct bcache *c, struct bcache_file *f, uint64_t blk,
                insert_loading(c, f, blk + n))
             n++;
         pthread_mutex_unlock(&c->lock);
-        if (!n)
-            return -ENOMEM;
-        int r = fill_run(c, f, blk, n);
-        if (r < 0)
-            return r;
+        int r = n ? fill_run(c, f, blk, n) : -ENOMEM;
+        if (r < 0) {
+            *err = r;
+            return NULL;
+        }
         pthread_mutex_lock(&c->lock);
     }
 }
 
-int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off)
+static void release(struct bcache *c, struct entry *e)
 {
-    if (off >= f->size || !len)
-        return 0;
-    if (len > f->size - off)
-        len = (size_t)(f->size - off);
-    uint64_t first = off / c->block, last = (off + len - 1) / c->block;
-    size_t done = 0;
-    for (uint64_t b = first; b <= last; b++) {
-        size_t skip = b == first ? (size_t)(off % c->block) : 0;
-        int64_t n = read_block(c, f, b, last, (char *)buf + done, skip, len - done);
-        if (n < 0)
-            return n;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
+    pthread_mutex_lock(&c->lock);
+    e->users--;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* After a read of [off, off+done): follow sequential runs and keep their
+ * read-ahead going. */
+static void note_read(struct bcache *c, struct bcache_file *f, uint64_t off, size_t done,
+                      uint64_t last)
+{
     pthread_mutex_lock(&c->lock);
     /* A read that starts near where the last ones ended continues a
      * sequential run; near, because concurrent FUSE threads deliver the
@@ -496,7 +486,63 @@ int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t l
     else if (!near)
         f->ahead_next = 0;
     pthread_mutex_unlock(&c->lock);
+}
+
+int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off)
+{
+    if (off >= f->size || !len)
+        return 0;
+    if (len > f->size - off)
+        len = (size_t)(f->size - off);
+    uint64_t first = off / c->block, last = (off + len - 1) / c->block;
+    size_t done = 0;
+    for (uint64_t b = first; b <= last; b++) {
+        size_t skip = b == first ? (size_t)(off % c->block) : 0;
+        int err = 0;
+        struct entry *e = acquire(c, f, b, last, &err);
+        if (!e)
+            return err;
+        size_t n = e->len > skip ? e->len - skip : 0;
+        n = n < len - done ? n : len - done;
+        memcpy((char *)buf + done, e->data + skip, n);
+        release(c, e);
+        if (n == 0)
+            break;
+        done += n;
+    }
+    note_read(c, f, off, done, last);
     return (int64_t)done;
+}
+
+int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t off,
+                   const void **mem, void **pin)
+{
+    if (off >= f->size || !len)
+        return 0;
+    if (len > f->size - off)
+        len = (size_t)(f->size - off);
+    uint64_t blk = off / c->block, last = (off + len - 1) / c->block;
+    size_t skip = (size_t)(off % c->block);
+    int err = 0;
+    /* the run up to last is fetched at once, as a read of len would */
+    struct entry *e = acquire(c, f, blk, last, &err);
+    if (!e)
+        return err;
+    size_t n = e->len > skip ? e->len - skip : 0;
+    n = n < len ? n : len;
+    if (!n) {
+        release(c, e);
+        return 0;
+    }
+    *mem = e->data + skip;
+    *pin = e;
+    note_read(c, f, off, n, blk);
+    return (int64_t)n;
+}
+
+void bcache_unpin(struct bcache *c, void *pin)
+{
+    release(c, pin);
 }
 
 uint64_t bcache_allocated(struct bcache *c, uint64_t *huge)

@@ -38,6 +38,13 @@ void bcache_attach(struct bcache *c, struct bcache_file *f);
 void bcache_detach(struct bcache *c, struct bcache_file *f);
 
 int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off);
+/* Lend instead of copy: point *mem at the cached bytes from off on (up to
+ * len, within one block), fetching them first if need be, and hold them
+ * until bcache_unpin(*pin), which comes before bcache_detach.  Returns the
+ * count, 0 at end of file, or -errno. */
+int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t off,
+                   const void **mem, void **pin);
+void bcache_unpin(struct bcache *c, void *pin);
 /* Bytes of chunk memory allocated so far (freed chunks are reused first);
  * with huge, how many of them were asked for on huge pages. */
 uint64_t bcache_allocated(struct bcache *c, uint64_t *huge);

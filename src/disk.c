@@ -86,7 +86,18 @@ int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off)
 int vdk_read_vec(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
                  unsigned max)
 {
-    return chain_read_vec(disk, buf, len, off, seg, max);
+    return chain_read_vec(disk, buf, len, off, seg, max, 0);
+}
+
+int vdk_read_lend(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                  unsigned max)
+{
+    return chain_read_vec(disk, buf, len, off, seg, max, 1);
+}
+
+void vdk_read_release(vdk_segment *seg, int n)
+{
+    chain_release(seg, n);
 }
 
 void vdk_last_error(vdk_disk *disk, vdk_error *err)

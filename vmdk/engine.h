@@ -111,9 +111,12 @@ int chain_resolve(struct vdk_disk *d, uint64_t off, uint64_t len, int this_link_
                   struct vdk_disk **link, struct extent **ext, struct run *r);
 
 int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off);
-/* vdk_read_vec (vdk.h): pieces in local files are named, not copied. */
+/* vdk_read_vec (vdk.h): pieces in local files are named, not copied; with
+ * lend, pieces in a store's memory are lent (vdk_read_lend). */
 int chain_read_vec(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
-                   unsigned max);
+                   unsigned max, int lend);
+/* vdk_read_release (vdk.h). */
+void chain_release(vdk_segment *seg, int n);
 
 /* The extent holding byte off (off < d->capacity). */
 struct extent *link_find_extent(struct vdk_disk *d, uint64_t off);
@@ -164,6 +167,8 @@ int link_check(struct vdk_disk *d, int repair, struct check_ctx *ctx);
 /* A descriptor whose pread gives f's bytes, or -1 (stores before file ops
  * version 2, and remote ones, have none). */
 int file_fd(vdk_file *f);
+/* Whether f's store can lend bytes (file ops version 3 with pin). */
+int file_can_lend(vdk_file *f);
 int ext_read_u32s(struct extent *e, uint64_t off, uint32_t *out, unsigned count);
 int ext_read_u32(struct extent *e, uint64_t off, uint32_t *out);
 int ext_read_u64(struct extent *e, uint64_t off, uint64_t *out);

@@ -87,6 +87,12 @@ int file_fd(vdk_file *f)
     return o->version >= 2 && o->fd ? o->fd(f) : -1;
 }
 
+int file_can_lend(vdk_file *f)
+{
+    const struct vdk_file_ops *o = f->ops;
+    return o->version >= 3 && o->pin && o->unpin;
+}
+
 int ext_read_u32s(struct extent *e, uint64_t off, uint32_t *out, unsigned count)
 {
     unsigned char b[MCACHE_BLOCK];

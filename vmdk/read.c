@@ -1,4 +1,5 @@
 /* Reading a chain: find the link that answers each range, then copy it. */
+#include <errno.h>
 #include <stdio.h>
 
 #include "engine.h"
@@ -119,10 +120,40 @@ static int run_fd(struct extent *e, const struct run *r)
     return r->file_off + r->len > ext_file_size(e) ? -1 : file_fd(e->file);
 }
 
+/* Lend what the store holds in memory of a data run, one piece per pin
+ * while a slot other than the last is free (as for named pieces).  Returns
+ * the bytes lent, which may be fewer than the run (the caller reads the
+ * rest), or a negative status; pieces lent so far stay in seg either way. */
+static int64_t lend_run(struct vdk_disk *d, struct extent *e, const struct run *r, vdk_segment *seg,
+                        unsigned max, unsigned *n)
+{
+    uint64_t lent = 0;
+    while (lent < r->len && *n + 1 < max) {
+        const void *mem = NULL;
+        void *pin = NULL;
+        uint64_t at = r->file_off + lent;
+        int64_t k = e->file->ops->pin(e->file, (size_t)(r->len - lent), at, &mem, &pin);
+        if (k == -EOPNOTSUPP)
+            break;
+        if (k < 0)
+            return disk_fail(d, vdk_status_from_errno((int)k),
+                             "%s: read of %llu bytes at %llu failed", e->name,
+                             (unsigned long long)(r->len - lent), (unsigned long long)at);
+        if (k == 0)
+            return disk_fail(d, VDK_E_CORRUPT, "%s: data at %llu lies past the end of the file",
+                             e->name, (unsigned long long)at);
+        uint64_t got = min_u64((uint64_t)k, r->len - lent);
+        seg[(*n)++] =
+            (vdk_segment){.fd = VDK_SEG_LENT, .len = got, .mem = mem, .hold = {e->file, pin}};
+        lent += got;
+    }
+    return (int64_t)lent;
+}
+
 /* Read [off, off+len) into buf, or with seg, describe what sits in files
- * and read only the rest. */
+ * (and with lend, in a store's memory) and read only the rest. */
 static int64_t read_runs(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
-                         unsigned max, unsigned *n_seg)
+                         unsigned max, unsigned *n_seg, int lend)
 {
     if (off >= d->capacity)
         return 0;
@@ -136,13 +167,23 @@ static int64_t read_runs(struct vdk_disk *d, void *buf, size_t len, uint64_t off
         int rc = chain_resolve(d, off + done, len - done, 0, &l, &e, &r);
         if (rc < 0)
             return rc;
-        char *p = (char *)buf + done;
         size_t n = (size_t)r.len;
         int fd = seg && r.kind == RUN_DATA ? run_fd(e, &r) : -1;
         if (fd >= 0 && seg_add(seg, max, n_seg, fd, r.file_off, n) == 0) {
             done += n;
             continue;
         }
+        if (lend && fd < 0 && r.kind == RUN_DATA && file_can_lend(e->file)) {
+            int64_t lent = lend_run(d, e, &r, seg, max, n_seg);
+            if (lent < 0)
+                return lent;
+            done += (size_t)lent;
+            n -= (size_t)lent;
+            r.file_off += (uint64_t)lent;
+            if (!n)
+                continue;
+        }
+        char *p = (char *)buf + done;
         if (r.kind == RUN_DATA) {
             int64_t got = e->file->ops->pread(e->file, p, n, r.file_off);
             if (got < 0)
@@ -171,15 +212,28 @@ static int64_t read_runs(struct vdk_disk *d, void *buf, size_t len, uint64_t off
 
 int64_t chain_read(struct vdk_disk *d, void *buf, size_t len, uint64_t off)
 {
-    return read_runs(d, buf, len, off, NULL, 0, NULL);
+    return read_runs(d, buf, len, off, NULL, 0, NULL, 0);
 }
 
 int chain_read_vec(struct vdk_disk *d, void *buf, size_t len, uint64_t off, vdk_segment *seg,
-                   unsigned max)
+                   unsigned max, int lend)
 {
     if (max == 0)
         return disk_fail(d, VDK_E_INVAL, "vdk_read_vec needs room for one piece");
     unsigned n = 0;
-    int64_t got = read_runs(d, buf, len, off, seg, max, &n);
+    int64_t got = read_runs(d, buf, len, off, seg, max, &n, lend);
+    if (got < 0)
+        chain_release(seg, (int)n);
     return got < 0 ? (int)got : (int)n;
+}
+
+void chain_release(vdk_segment *seg, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (seg[i].fd == VDK_SEG_LENT) {
+            vdk_file *f = seg[i].hold[0];
+            f->ops->unpin(f, seg[i].hold[1]);
+            seg[i].fd = -1; /* released once, however often asked */
+            seg[i].mem = NULL;
+        }
 }

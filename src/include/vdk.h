@@ -96,12 +96,17 @@ VDK_API int64_t vdk_read(vdk_disk *disk, void *buf, size_t len, uint64_t off);
 
 /* One piece of a vdk_read_vec answer: either len bytes readable with
  * pread(fd, .., len, fd_off), or (fd -1) bytes already in the caller's
- * buffer at this piece's position. */
+ * buffer at this piece's position, or (fd VDK_SEG_LENT, from vdk_read_lend
+ * only) len bytes at mem. */
 typedef struct vdk_segment {
     int fd;
     uint64_t fd_off;
     uint64_t len;
+    const void *mem; /* VDK_SEG_LENT: the bytes, unchanged until released */
+    void *hold[2];   /* VDK_SEG_LENT: what vdk_read_release gives back */
 } vdk_segment;
+
+#define VDK_SEG_LENT (-2)
 
 /* Like vdk_read, but where the bytes sit unchanged in a local file the
  * answer names that file range instead of copying it, so a caller can
@@ -114,6 +119,17 @@ typedef struct vdk_segment {
  * Thread-safe. */
 VDK_API int vdk_read_vec(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
                          unsigned max);
+
+/* Like vdk_read_vec, and bytes that a store already holds in memory of its
+ * own (a remote datastore's block cache) may be lent instead of copied:
+ * pieces with fd VDK_SEG_LENT point at them.  The store keeps lent bytes
+ * unchanged (and in its cache) until vdk_read_release, which must come
+ * before the disk is closed; on failure nothing stays lent.  Thread-safe. */
+VDK_API int vdk_read_lend(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
+                          unsigned max);
+
+/* Give back the lent pieces among seg[0..n) (others are left alone). */
+VDK_API void vdk_read_release(vdk_segment *seg, int n);
 
 /* Write len bytes at off into the top link (allocating grains as needed).
  * Returns len or a negative vdk_status; [off, off+len) must lie within the

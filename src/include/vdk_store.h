@@ -29,7 +29,8 @@ typedef struct vdk_file vdk_file;
 typedef struct vdk_store vdk_store;
 
 /* Operations on an open file.  The struct only ever grows at its end;
- * 'version' says which members a store fills in: 1 up to close, 2 adds fd. */
+ * 'version' says which members a store fills in: 1 up to close, 2 adds fd,
+ * 3 adds pin and unpin. */
 struct vdk_file_ops {
     unsigned version;
     /* Read up to len bytes at off.  Returns the count read (short only at
@@ -49,6 +50,14 @@ struct vdk_file_ops {
      * close, or -1 (NULL also means none).  Lets vdkfs splice data to the
      * kernel instead of copying it through memory. */
     int (*fd)(vdk_file *f);
+    /* Version 3: lend bytes the store holds in its own memory instead of
+     * copying them.  Points *mem at the bytes at off (from 1 to len of
+     * them: fewer where that memory ends), sets *pin and returns the
+     * count; the bytes stay unchanged until unpin(f, *pin), which comes
+     * before close.  0 at end of file, -EOPNOTSUPP when there is nothing
+     * to lend (the caller then preads), or another -errno.  NULL: never. */
+    int64_t (*pin)(vdk_file *f, size_t len, uint64_t off, const void **mem, void **pin);
+    void (*unpin)(vdk_file *f, void *pin);
 };
 
 /* Every file handle starts with this header; implementations embed it. */

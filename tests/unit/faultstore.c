@@ -9,6 +9,10 @@ struct fstore {
     vdk_store *inner;
     unsigned long fail_at;
     atomic_ulong writes;
+    size_t piece; /* lending mode: largest piece lent (0: no lending) */
+    unsigned long fail_pin;
+    atomic_ulong pins;
+    atomic_long lent;
 };
 
 struct ffile {
@@ -60,8 +64,55 @@ static void f_close(vdk_file *f)
     free(x);
 }
 
-static const struct vdk_file_ops fops = {1,      f_pread,    f_pwrite, f_flush,
-                                         f_size, f_truncate, f_close,  NULL};
+static const struct vdk_file_ops fops = {
+    .version = 1,
+    .pread = f_pread,
+    .pwrite = f_pwrite,
+    .flush = f_flush,
+    .size = f_size,
+    .truncate = f_truncate,
+    .close = f_close,
+};
+
+/* Lending: a copy of the bytes, in a buffer of its own that unpin frees. */
+static int64_t f_pin(vdk_file *f, size_t n, uint64_t o, const void **mem, void **pin)
+{
+    struct ffile *x = (struct ffile *)f;
+    unsigned long k = atomic_fetch_add(&x->st->pins, 1) + 1;
+    if (x->st->fail_pin && k == x->st->fail_pin)
+        return -EIO;
+    if (n > x->st->piece)
+        n = x->st->piece;
+    char *b = malloc(n);
+    int64_t got = x->inner->ops->pread(x->inner, b, n, o);
+    if (got <= 0) {
+        free(b);
+        return got;
+    }
+    atomic_fetch_add(&x->st->lent, 1);
+    *mem = b;
+    *pin = b;
+    return got;
+}
+
+static void f_unpin(vdk_file *f, void *pin)
+{
+    struct ffile *x = (struct ffile *)f;
+    atomic_fetch_sub(&x->st->lent, 1);
+    free(pin);
+}
+
+static const struct vdk_file_ops lending_fops = {
+    .version = 3,
+    .pread = f_pread,
+    .pwrite = f_pwrite,
+    .flush = f_flush,
+    .size = f_size,
+    .truncate = f_truncate,
+    .close = f_close,
+    .pin = f_pin,
+    .unpin = f_unpin,
+};
 
 static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **out)
 {
@@ -73,7 +124,7 @@ static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **ou
     if (r < 0)
         return r;
     struct ffile *x = calloc(1, sizeof(*x));
-    x->base.ops = &fops;
+    x->base.ops = s->piece ? &lending_fops : &fops;
     x->st = s;
     x->inner = in;
     *out = &x->base;
@@ -130,4 +181,17 @@ vdk_store *faultstore_new(vdk_store *inner, unsigned long fail_at)
 unsigned long faultstore_writes(vdk_store *st)
 {
     return atomic_load(&((struct fstore *)st)->writes);
+}
+
+void faultstore_lend(vdk_store *st, size_t piece, unsigned long fail_pin)
+{
+    struct fstore *s = (struct fstore *)st;
+    s->piece = piece;
+    s->fail_pin = fail_pin;
+    atomic_store(&s->pins, 0);
+}
+
+long faultstore_lent(vdk_store *st)
+{
+    return atomic_load(&((struct fstore *)st)->lent);
 }

@@ -143,8 +143,15 @@ static void r_close(vdk_file *f)
     free(x);
 }
 
-static const struct vdk_file_ops rfops = {1,      r_pread,    r_pwrite, r_flush,
-                                          r_size, r_truncate, r_close,  NULL};
+static const struct vdk_file_ops rfops = {
+    .version = 1,
+    .pread = r_pread,
+    .pwrite = r_pwrite,
+    .flush = r_flush,
+    .size = r_size,
+    .truncate = r_truncate,
+    .close = r_close,
+};
 
 static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **out)
 {

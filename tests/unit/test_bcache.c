@@ -136,6 +136,34 @@ Test(bcache, huge_pages_only_for_whole_runs)
     fake_free(fk);
 }
 
+/* A lent block stays put while the cache turns over many times, a pin
+ * ends at its block's end, and at the end of the file there is nothing. */
+Test(bcache, pinned_blocks_survive_eviction)
+{
+    struct fake *fk = fake_new(32u << 20);
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, 1u << 20, 0, 1, fake_fetch, &c), 0);
+    struct bcache_file f = {.file = fk, .size = fk->size};
+    bcache_attach(c, &f);
+    const void *mem = NULL;
+    void *pin = NULL;
+    cr_assert_eq(bcache_pin(c, &f, 3 * BLK, BLK + 100, &mem, &pin), BLK - 100,
+                 "to the block's end");
+    unsigned char *buf = malloc(BLK);
+    for (uint64_t off = 2 * BLK; off < fk->size; off += BLK)
+        cr_assert_eq(bcache_read(c, &f, buf, BLK, off), BLK);
+    cr_assert(!memcmp(mem, fk->data + BLK + 100, BLK - 100), "lent bytes changed under the pin");
+    bcache_unpin(c, pin);
+    cr_assert_eq(bcache_pin(c, &f, 10, fk->size, &mem, &pin), 0);
+    cr_assert_eq(bcache_pin(c, &f, 10, fk->size - 4, &mem, &pin), 4);
+    cr_assert(!memcmp(mem, fk->data + fk->size - 4, 4));
+    bcache_unpin(c, pin);
+    bcache_detach(c, &f);
+    bcache_free(c);
+    free(buf);
+    fake_free(fk);
+}
+
 struct worker_arg {
     struct bcache *c;
     struct bcache_file *f;

@@ -1,7 +1,8 @@
 /* vdk_read_vec: the pieces it names in files plus the bytes it copies give
  * exactly what vdk_read gives, for any range and any room; local data runs
  * are named rather than copied; a file shorter than its table claims is an
- * error, as in vdk_read. */
+ * error, as in vdk_read.  vdk_read_lend: the same with pieces a store
+ * lends, all of which come back, even when a read fails halfway. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "faultstore.h"
 
 #define MiB (1u << 20)
 #define N   (6 * MiB)
@@ -77,6 +79,8 @@ static unsigned assemble(const vdk_segment *seg, int k, const uint8_t *buf, uint
             ssize_t got = pread(seg[i].fd, out + pos, seg[i].len, (off_t)seg[i].fd_off);
             cr_assert_eq(got, (ssize_t)seg[i].len, "a named piece reads short");
             named++;
+        } else if (seg[i].fd == VDK_SEG_LENT) {
+            memcpy(out + pos, seg[i].mem, seg[i].len);
         } else {
             memcpy(out + pos, buf + pos, seg[i].len);
         }
@@ -136,6 +140,70 @@ Test(read_vec, pieces_rebuild_the_bytes)
     free(buf);
     free(out);
     free(model);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/top.vmdk", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(read_vec, lent_pieces_rebuild_the_bytes)
+{
+    snprintf(dir, sizeof(dir), "/tmp/vdk-readlend-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    uint8_t *model = malloc(N);
+    make_chain(model);
+    vdk_store *local, *st;
+    cr_assert_eq(vdk_store_local_new(dir, &local), 0);
+    st = faultstore_new(local, 0);
+    faultstore_lend(st, 100000, 0); /* pieces end inside grains too */
+    vdk_disk *d = open_ok(st, "top.vmdk", VDK_OPEN_RDONLY);
+    uint8_t *buf = malloc(2 * MiB), *out = malloc(2 * MiB);
+    vdk_segment seg[16];
+    uint64_t s = 78;
+    unsigned lent = 0;
+    for (int i = 0; i < 300; i++) {
+        uint64_t off = rnd(&s) % N;
+        size_t len = (size_t)(rnd(&s) % (2 * MiB)) + 1;
+        unsigned room = 1 + (unsigned)(rnd(&s) % 16);
+        int k = vdk_read_lend(d, buf, len, off, seg, room);
+        size_t want = len < N - off ? len : N - off;
+        cr_assert_gt(k, 0);
+        cr_assert_leq((unsigned)k, room);
+        size_t total = 0;
+        for (int j = 0; j < k; j++) {
+            total += seg[j].len;
+            lent += seg[j].fd == VDK_SEG_LENT;
+        }
+        cr_assert_eq(total, want, "pieces cover %zu of %zu bytes", total, want);
+        assemble(seg, k, buf, out);
+        cr_assert(!memcmp(out, model + off, want), "read_lend at %llu+%zu (room %u) differs",
+                  (unsigned long long)off, len, room);
+        if (room == 1)
+            cr_assert_eq(seg[0].fd, -1, "one piece of room: everything is copied");
+        vdk_read_release(seg, k);
+        cr_assert_eq(faultstore_lent(st), 0, "%ld pieces not given back", faultstore_lent(st));
+    }
+    cr_assert_gt(lent, 100, "data runs are lent, not copied (%u lent)", lent);
+    /* vdk_read_vec never lends */
+    int k = vdk_read_vec(d, buf, 2 * MiB, 0, seg, 16);
+    cr_assert_gt(k, 0);
+    for (int j = 0; j < k; j++)
+        cr_assert_neq(seg[j].fd, VDK_SEG_LENT);
+    vdk_close(d);
+    /* a pin failing after others succeeded: the read fails, nothing stays lent */
+    d = open_ok(st, "base.vmdk", VDK_OPEN_RDONLY);
+    faultstore_lend(st, 100000, 3);
+    k = vdk_read_lend(d, buf, 2 * MiB, 0, seg, 16);
+    cr_assert_lt(k, 0, "the third pin failed: %d", k);
+    cr_assert_eq(faultstore_lent(st), 0, "%ld pieces left lent", faultstore_lent(st));
+    vdk_close(d);
+    st->ops->destroy(st);
+    local->ops->destroy(local);
+    free(buf);
+    free(out);
+    free(model);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/base.vmdk", dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/top.vmdk", dir);
     unlink(path);
