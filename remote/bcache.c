@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define BUCKETS    4096u
 #define JOB_BLOCKS 32u /* blocks per read-ahead request (8 MiB) */
@@ -23,46 +22,8 @@ struct chunk {
     unsigned refs;
     size_t size; /* charged to the budget while any block of it lives */
     size_t room; /* allocated bytes of data */
-    char *data;
+    char data[];
 };
-
-/* Runs of whole huge pages (a read-ahead job is 8 MiB) get them: a
- * sequential remote read then takes 4 page faults per chunk instead of
- * 2048, and its two copies through the chunk miss the TLB far less
- * (measured: remote sequential reads 10% faster).  Anything else would
- * waste most of a huge page, so it stays on small ones. */
-#define HUGE_PAGE (2u << 20)
-
-static void chunk_free(struct chunk *ch)
-{
-    if (ch)
-        free(ch->data);
-    free(ch);
-}
-
-static int chunk_huge(size_t size)
-{
-    return size >= HUGE_PAGE && size % HUGE_PAGE == 0;
-}
-
-static struct chunk *chunk_alloc(size_t size)
-{
-    struct chunk *ch = malloc(sizeof(*ch));
-    if (!ch)
-        return NULL;
-    int huge = chunk_huge(size);
-    ch->data = huge ? aligned_alloc(HUGE_PAGE, size) : malloc(size);
-    if (!ch->data) {
-        free(ch);
-        return NULL;
-    }
-#ifdef MADV_HUGEPAGE
-    if (huge)
-        (void)madvise(ch->data, size, MADV_HUGEPAGE); /* a hint; small pages if refused */
-#endif
-    ch->room = size;
-    return ch;
-}
 
 struct entry {
     uint64_t fid, blk;
@@ -95,7 +56,6 @@ struct bcache {
     pthread_t *workers;
     struct chunk *spare[SPARE_CHUNKS]; /* freed chunks for reuse */
     uint64_t allocated;                /* bytes of chunks ever allocated */
-    uint64_t allocated_huge;           /* of which asked for on huge pages */
 };
 
 static unsigned bucket(uint64_t fid, uint64_t blk)
@@ -147,7 +107,7 @@ static void chunk_release(struct bcache *c, struct chunk *ch)
         out = c->spare[slot];
         c->spare[slot] = ch;
     }
-    chunk_free(out);
+    free(out);
 }
 
 /* A chunk with room for size bytes: a spare that fits, or a new one. */
@@ -161,10 +121,10 @@ static struct chunk *chunk_get(struct bcache *c, size_t size)
             c->spare[i] = NULL;
         }
     pthread_mutex_unlock(&c->lock);
-    if (!ch && (ch = chunk_alloc(size))) {
+    if (!ch && (ch = malloc(sizeof(*ch) + size))) {
+        ch->room = size;
         pthread_mutex_lock(&c->lock);
         c->allocated += size;
-        c->allocated_huge += chunk_huge(size) ? size : 0;
         pthread_mutex_unlock(&c->lock);
     }
     return ch;
@@ -328,7 +288,7 @@ void bcache_free(struct bcache *c)
         while (c->hash[b])
             drop(c, c->hash[b]);
     for (unsigned i = 0; i < SPARE_CHUNKS; i++)
-        chunk_free(c->spare[i]);
+        free(c->spare[i]);
     free(c->workers);
     pthread_cond_destroy(&c->work);
     pthread_cond_destroy(&c->changed);
@@ -545,12 +505,10 @@ void bcache_unpin(struct bcache *c, void *pin)
     release(c, pin);
 }
 
-uint64_t bcache_allocated(struct bcache *c, uint64_t *huge)
+uint64_t bcache_allocated(struct bcache *c)
 {
     pthread_mutex_lock(&c->lock);
     uint64_t a = c->allocated;
-    if (huge)
-        *huge = c->allocated_huge;
     pthread_mutex_unlock(&c->lock);
     return a;
 }

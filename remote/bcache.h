@@ -45,8 +45,7 @@ int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t l
 int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t off,
                    const void **mem, void **pin);
 void bcache_unpin(struct bcache *c, void *pin);
-/* Bytes of chunk memory allocated so far (freed chunks are reused first);
- * with huge, how many of them were asked for on huge pages. */
-uint64_t bcache_allocated(struct bcache *c, uint64_t *huge);
+/* Bytes of chunk memory allocated so far (freed chunks are reused first). */
+uint64_t bcache_allocated(struct bcache *c);
 
 #endif

@@ -95,41 +95,8 @@ Test(bcache, freed_chunks_are_reused)
             cr_assert(!memcmp(buf, fk->data + off, (size_t)want), "pass %d, bytes at %llu", pass,
                       (unsigned long long)off);
         }
-    uint64_t a = bcache_allocated(c, NULL);
+    uint64_t a = bcache_allocated(c);
     cr_expect_lt(a, 48ull << 20, "%llu MiB allocated", (unsigned long long)(a >> 20));
-    bcache_detach(c, &f);
-    bcache_free(c);
-    free(buf);
-    fake_free(fk);
-}
-
-/* Read-ahead runs (whole huge pages: 8 MiB here) are asked for on huge
- * pages; single blocks fetched on demand never are (each would take a
- * 2 MiB page for 64 KiB). */
-Test(bcache, huge_pages_only_for_whole_runs)
-{
-    struct fake *fk = fake_new(64u << 20);
-    struct bcache *c;
-    cr_assert_eq(bcache_new(BLK, 64u << 20, 32u << 20, 2, fake_fetch, &c), 0);
-    struct bcache_file f = {.file = fk, .size = fk->size};
-    bcache_attach(c, &f);
-    unsigned char *buf = malloc(BLK);
-    uint64_t huge = 1;
-    for (uint64_t i = 120; i > 0; i--) /* backwards, far apart: no read-ahead */
-        cr_assert_eq(bcache_read(c, &f, buf, 1000, i * 7 * BLK), 1000);
-    uint64_t a = bcache_allocated(c, &huge);
-    cr_expect_gt(a, 0);
-    cr_expect_eq(huge, 0, "%llu of %llu bytes of single blocks on huge pages",
-                 (unsigned long long)huge, (unsigned long long)a);
-    bcache_detach(c, &f);
-    bcache_attach(c, &f);
-    for (uint64_t off = 0; off < fk->size; off += BLK) {
-        cr_assert_eq(bcache_read(c, &f, buf, BLK, off), BLK);
-        cr_assert(!memcmp(buf, fk->data + off, BLK), "bytes at %llu", (unsigned long long)off);
-    }
-    uint64_t b = bcache_allocated(c, &huge);
-    cr_expect_geq(huge, (b - a) / 2, "read-ahead: %llu of %llu new bytes on huge pages",
-                  (unsigned long long)huge, (unsigned long long)(b - a));
     bcache_detach(c, &f);
     bcache_free(c);
     free(buf);
