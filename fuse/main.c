@@ -324,6 +324,7 @@ int main(int argc, char **argv)
                 rc = fuse_session_loop_mt(se, cfg);
                 fuse_loop_cfg_destroy(cfg);
             }
+            notify_quiesce();
             fuse_session_unmount(se);
             uring_stop();
         }

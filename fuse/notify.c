@@ -31,7 +31,21 @@ static struct {
     uint64_t queued, sent; /* tickets: jobs queued and sent so far */
     int started, stop;
     pthread_t thread;
-} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} N = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Waits time out on the monotonic clock: a clock step must not cut the
+ * wait short or stretch it. */
+static void init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&N.cond, &a);
+    pthread_condattr_destroy(&a);
+    N.tail = &N.head;
+}
 
 static void *notifier(void *arg)
 {
@@ -41,7 +55,7 @@ static void *notifier(void *arg)
         while (!N.head && !N.stop)
             pthread_cond_wait(&N.cond, &N.lock);
         if (!N.head)
-            break; /* stopping, and everything queued went out */
+            break; /* stopping; what was queued went out or was dropped */
         struct job *j = N.head;
         N.head = j->next;
         if (!N.head)
@@ -64,6 +78,7 @@ static void *notifier(void *arg)
 
 static uint64_t queue(struct fuse_session *se, uint64_t ino, const char *name)
 {
+    pthread_once(&once, init);
     size_t nl = strlen(name);
     struct job *j = malloc(sizeof(*j) + nl + 1);
     if (!j)
@@ -75,7 +90,6 @@ static uint64_t queue(struct fuse_session *se, uint64_t ino, const char *name)
     int ok = !N.stop;
     if (ok && !N.started) {
         N.se = se;
-        N.tail = &N.head;
         ok = N.started = pthread_create(&N.thread, NULL, notifier, NULL) == 0;
     }
     uint64_t ticket = 0;
@@ -103,8 +117,9 @@ uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *n
 
 int notify_wait(uint64_t ticket, unsigned ms)
 {
+    pthread_once(&once, init);
     struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
+    clock_gettime(CLOCK_MONOTONIC, &end);
     end.tv_sec += ms / 1000;
     end.tv_nsec += (long)(ms % 1000) * 1000000;
     if (end.tv_nsec >= 1000000000) {
@@ -120,8 +135,25 @@ int notify_wait(uint64_t ticket, unsigned ms)
     return done ? 0 : -1;
 }
 
+void notify_quiesce(void)
+{
+    pthread_once(&once, init);
+    pthread_mutex_lock(&N.lock);
+    N.stop = 1;
+    while (N.head) {
+        struct job *j = N.head;
+        N.head = j->next;
+        free(j);
+        N.sent++; /* dropped: nobody waits for it any more */
+    }
+    N.tail = &N.head;
+    pthread_cond_broadcast(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+}
+
 void notify_stop(void)
 {
+    pthread_once(&once, init);
     pthread_mutex_lock(&N.lock);
     N.stop = 1;
     int started = N.started;

@@ -17,7 +17,13 @@ uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *n
  * -1 on timeout (the kernel may wait for reads that a single-threaded
  * loop cannot serve while its one thread waits here). */
 int notify_wait(uint64_t ticket, unsigned ms);
-/* Send what is queued and end the thread; before the session is destroyed. */
+/* The session is about to close its descriptor: drop what is queued and
+ * take nothing more (a notification sent after the close could write to a
+ * descriptor number reused meanwhile).  The one in flight finishes. */
+void notify_quiesce(void);
+/* End the thread: after the unmount (which ends a notification the kernel
+ * holds on a read nobody will serve now) and before the session is
+ * destroyed. */
 void notify_stop(void);
 
 #endif

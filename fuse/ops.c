@@ -1034,28 +1034,26 @@ static void release_disk(struct node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
-/* The partitions a node showed (their inodes are S_PART + 1 .. n). */
+/* The partitions a node ever showed (inodes S_PART + 1 .. n): an earlier
+ * operation may have dropped its list while the kernel still caches them. */
 static unsigned node_parts(struct node *n)
 {
     pthread_mutex_lock(&n->lock);
-    unsigned k = n->n_parts;
+    unsigned k = n->parts_max;
     pthread_mutex_unlock(&n->lock);
     return k;
 }
 
 /* An operation changed the bytes node idx reads, and so those of every
  * link below it: drop what the kernel caches of their flat and partitions
- * (read-only links keep their pages across opens).  'parts' covers a node
- * whose partition list the operation already freed.  Returns the last
+ * (read-only links keep their pages across opens).  Returns the last
  * notification's ticket. */
-static uint64_t stale_tree(struct fs *fs, unsigned idx, unsigned parts, unsigned depth)
+static uint64_t stale_tree(struct fs *fs, unsigned idx, unsigned depth)
 {
     struct node *n = tree_node(fs, idx);
     if (!n || depth > 4096)
         return 0;
     unsigned k = node_parts(n);
-    if (k < parts)
-        k = parts;
     uint64_t t = notify_inval(fs->se, ino_of(idx, S_FLAT));
     for (unsigned i = 1; i <= k; i++) {
         uint64_t pt = notify_inval(fs->se, ino_of(idx, S_PART + i));
@@ -1068,7 +1066,7 @@ static uint64_t stale_tree(struct fs *fs, unsigned idx, unsigned parts, unsigned
         memcpy(kids, n->kids, nk * sizeof(*kids));
     pthread_mutex_unlock(&fs->lock);
     for (unsigned i = 0; kids && i < nk; i++) {
-        uint64_t kt = stale_tree(fs, kids[i], 0, depth + 1);
+        uint64_t kt = stale_tree(fs, kids[i], depth + 1);
         t = kt > t ? kt : t;
     }
     free(kids);
@@ -1099,7 +1097,6 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     struct node *p = n->parent >= 0 ? tree_node(fs, (unsigned)n->parent) : NULL;
     /* commit changes the parent's bytes, attach this disk's */
     struct node *changed = !strcmp(verb, "commit") ? p : !strcmp(verb, "attach") ? n : NULL;
-    unsigned changed_parts = changed ? node_parts(changed) : 0;
     release_disk(n);
     if (p && !strcmp(verb, "commit"))
         release_disk(p);
@@ -1122,7 +1119,7 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     tree_scan(fs); /* sizes, parents and children may have changed */
     /* the command returns once the kernel dropped the old bytes (and the
      * committed child's entry); bounded, see notify_wait */
-    uint64_t t = changed ? stale_tree(fs, changed->idx, changed_parts, 0) : 0;
+    uint64_t t = changed ? stale_tree(fs, changed->idx, 0) : 0;
     if (p && !strcmp(verb, "commit") && r >= 0) {
         uint64_t et = notify_inval_entry(fs->se, ino_of(p->idx, S_CHILDREN), n->dname);
         t = et > t ? et : t;
@@ -1148,10 +1145,10 @@ static int ctl_command(struct fs *fs, struct node *n, const char *cmd)
         return ctl_child(fs, n, rest ? rest : (char[]){""});
     if (!strcmp(verb, "grow") || !strcmp(verb, "shrink") || !strcmp(verb, "defragment") ||
         !strcmp(verb, "attach") || !strcmp(verb, "commit")) {
-        /* flat's size may change: its attributes are never cached (an
-         * inode notification from here can deadlock with the kernel) */
-        int r = heavy(fs, n, verb, rest);
-        return r;
+        /* flat's size may change: its attributes are never cached, so a
+         * grow shows at once; changed bytes are dropped from the kernel's
+         * cache by heavy() (through the notifier thread, notify.c) */
+        return heavy(fs, n, verb, rest);
     }
     set_status(n, "%s: unknown command (child, grow, shrink, defragment, attach, commit)\n", verb);
     return -EINVAL;

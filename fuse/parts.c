@@ -29,6 +29,8 @@ static void add(struct node *n, unsigned num, uint64_t start, uint64_t len)
         memset(n->parts + n->n_parts, 0, (num - n->n_parts) * sizeof(*n->parts));
         n->n_parts = num;
     }
+    if (num > n->parts_max)
+        n->parts_max = num;
     n->parts[num - 1] = (struct part){start, len};
 }
 

@@ -41,6 +41,7 @@ struct node {
     unsigned n_keys;
     struct part *parts;
     unsigned n_parts;
+    unsigned parts_max; /* most partitions ever shown (never lowered) */
     int parts_loaded;
     char ctl_status[512];
 };

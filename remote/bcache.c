@@ -303,6 +303,16 @@ void bcache_attach(struct bcache *c, struct bcache_file *f)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* Whether a block of the file is being copied or is lent (lock held). */
+static int file_busy(struct bcache *c, struct bcache_file *f)
+{
+    for (unsigned b = 0; b < BUCKETS; b++)
+        for (struct entry *e = c->hash[b]; e; e = e->hnext)
+            if (e->fid == f->id && e->users)
+                return 1;
+    return 0;
+}
+
 void bcache_detach(struct bcache *c, struct bcache_file *f)
 {
     pthread_mutex_lock(&c->lock);
@@ -325,7 +335,8 @@ void bcache_detach(struct bcache *c, struct bcache_file *f)
     c->jobs_tail = &c->jobs;
     while (*c->jobs_tail)
         c->jobs_tail = &(*c->jobs_tail)->next;
-    while (f->inflight)
+    /* blocks still lent must not be freed under their borrower */
+    while (f->inflight || file_busy(c, f))
         pthread_cond_wait(&c->changed, &c->lock);
     for (unsigned b = 0; b < BUCKETS; b++)
         for (struct entry *e = c->hash[b], *n; e; e = n) {
@@ -423,7 +434,8 @@ static struct entry *acquire(struct bcache *c, struct bcache_file *f, uint64_t b
 static void release(struct bcache *c, struct entry *e)
 {
     pthread_mutex_lock(&c->lock);
-    e->users--;
+    if (!--e->users)
+        pthread_cond_broadcast(&c->changed); /* bcache_detach may wait */
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -474,6 +486,23 @@ int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t l
     return (int64_t)done;
 }
 
+/* A read lent block by block asks for the rest of its range after each
+ * piece: those continuations are one read, not a sequential run of them
+ * (which would start read-ahead of the whole window after one random
+ * read across a block boundary). */
+static void note_pin(struct bcache *c, struct bcache_file *f, uint64_t off, size_t len, size_t n,
+                     uint64_t blk)
+{
+    pthread_mutex_lock(&c->lock);
+    int cont = off == f->seq_next && off + len == f->pin_end;
+    f->pin_end = off + len;
+    if (cont)
+        f->seq_next = off + n;
+    pthread_mutex_unlock(&c->lock);
+    if (!cont)
+        note_read(c, f, off, n, blk);
+}
+
 int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t off,
                    const void **mem, void **pin)
 {
@@ -496,7 +525,7 @@ int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t
     }
     *mem = e->data + skip;
     *pin = e;
-    note_read(c, f, off, n, blk);
+    note_pin(c, f, off, len, n, blk);
     return (int64_t)n;
 }
 

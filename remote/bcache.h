@@ -25,7 +25,7 @@ struct bcache_file {
     void *file;
     uint64_t size;
     /* private */
-    uint64_t id, seq_next, ahead_next;
+    uint64_t id, seq_next, ahead_next, pin_end;
     unsigned run, inflight;
 };
 

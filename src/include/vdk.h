@@ -122,13 +122,16 @@ VDK_API int vdk_read_vec(vdk_disk *disk, void *buf, size_t len, uint64_t off, vd
 
 /* Like vdk_read_vec, and bytes that a store already holds in memory of its
  * own (a remote datastore's block cache) may be lent instead of copied:
- * pieces with fd VDK_SEG_LENT point at them.  The store keeps lent bytes
- * unchanged (and in its cache) until vdk_read_release, which must come
- * before the disk is closed; on failure nothing stays lent.  Thread-safe. */
+ * pieces with fd VDK_SEG_LENT point at them, and buf is left unwritten at
+ * their positions.  Like named pieces they never take the last slot, so
+ * lending needs max >= 2.  The store keeps lent bytes unchanged (and in its
+ * cache) until vdk_read_release, which must come before the disk is
+ * closed; on failure nothing stays lent.  Thread-safe. */
 VDK_API int vdk_read_lend(vdk_disk *disk, void *buf, size_t len, uint64_t off, vdk_segment *seg,
                           unsigned max);
 
-/* Give back the lent pieces among seg[0..n) (others are left alone). */
+/* Give back the lent pieces among seg[0..n) (others are left alone); a
+ * piece given back must not be used again. */
 VDK_API void vdk_read_release(vdk_segment *seg, int n);
 
 /* Write len bytes at off into the top link (allocating grains as needed).

@@ -16,7 +16,7 @@ struct fake {
     unsigned char *data;
     uint64_t size;
     unsigned fetches, fail_every;
-    uint64_t largest;
+    uint64_t largest, fetched;
     pthread_mutex_t lock;
 };
 
@@ -27,6 +27,7 @@ static int64_t fake_fetch(void *file, void *buf, size_t len, uint64_t off)
     unsigned n = ++f->fetches;
     if (len > f->largest)
         f->largest = len;
+    f->fetched += len;
     pthread_mutex_unlock(&f->lock);
     if (f->fail_every && n % f->fail_every == 0)
         return -ECONNRESET;
@@ -126,6 +127,57 @@ Test(bcache, pinned_blocks_survive_eviction)
     cr_assert(!memcmp(mem, fk->data + fk->size - 4, 4));
     bcache_unpin(c, pin);
     bcache_detach(c, &f);
+    bcache_free(c);
+    free(buf);
+    fake_free(fk);
+}
+
+/* Read [off, off+len) by pins as the engine lends a run: one piece per
+ * block, each asking for the rest of the range. */
+static void lend_read(struct bcache *c, struct bcache_file *f, uint64_t off, size_t len,
+                      unsigned char *out)
+{
+    for (size_t done = 0; done < len;) {
+        const void *mem;
+        void *pin;
+        int64_t n = bcache_pin(c, f, len - done, off + done, &mem, &pin);
+        cr_assert_gt(n, 0, "pin at %llu", (unsigned long long)(off + done));
+        memcpy(out + done, mem, (size_t)n);
+        bcache_unpin(c, pin);
+        done += (size_t)n;
+    }
+}
+
+/* The pieces of one lent read are one read: random reads across a block
+ * boundary fetch what they need, not the read-ahead window each; a
+ * sequential stream of lent reads is still read ahead. */
+Test(bcache, lent_reads_follow_runs_like_copied_ones)
+{
+    struct fake *fk = fake_new(64u << 20);
+    struct bcache *c;
+    cr_assert_eq(bcache_new(BLK, 64u << 20, 16u << 20, 2, fake_fetch, &c), 0);
+    struct bcache_file f = {.file = fk, .size = fk->size};
+    bcache_attach(c, &f);
+    unsigned char *buf = malloc(4 * BLK);
+    uint64_t seed = 5;
+    for (int i = 0; i < 20; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t off = (seed >> 20) % (fk->size - 4 * BLK) / BLK * BLK + BLK / 2;
+        lend_read(c, &f, off, 2 * BLK, buf);
+        cr_assert(!memcmp(buf, fk->data + off, 2 * BLK), "bytes at %llu", (unsigned long long)off);
+    }
+    bcache_detach(c, &f);
+    cr_expect_leq(fk->fetched, 20ull * 3 * BLK, "20 random reads of 2 blocks fetched %llu KiB",
+                  (unsigned long long)(fk->fetched >> 10));
+    fk->fetches = 0;
+    bcache_attach(c, &f);
+    for (uint64_t off = 0; off < fk->size; off += 4 * BLK) {
+        lend_read(c, &f, off, 4 * BLK, buf);
+        cr_assert(!memcmp(buf, fk->data + off, 4 * BLK), "bytes at %llu", (unsigned long long)off);
+    }
+    bcache_detach(c, &f);
+    cr_expect_lt(fk->fetches, (unsigned)(fk->size / (4 * BLK)) / 2,
+                 "sequential lent reads: %u fetches", fk->fetches);
     bcache_free(c);
     free(buf);
     fake_free(fk);
