@@ -64,20 +64,13 @@ static void f_close(vdk_file *f)
     free(x);
 }
 
-static const struct vdk_file_ops fops = {
-    .version = 1,
-    .pread = f_pread,
-    .pwrite = f_pwrite,
-    .flush = f_flush,
-    .size = f_size,
-    .truncate = f_truncate,
-    .close = f_close,
-};
-
-/* Lending: a copy of the bytes, in a buffer of its own that unpin frees. */
+/* Lending (when asked for): a copy of the bytes, in a buffer of its own
+ * that unpin frees. */
 static int64_t f_pin(vdk_file *f, size_t n, uint64_t o, const void **mem, void **pin)
 {
     struct ffile *x = (struct ffile *)f;
+    if (!x->st->piece)
+        return -EOPNOTSUPP;
     unsigned long k = atomic_fetch_add(&x->st->pins, 1) + 1;
     if (x->st->fail_pin && k == x->st->fail_pin)
         return -EIO;
@@ -102,7 +95,7 @@ static void f_unpin(vdk_file *f, void *pin)
     free(pin);
 }
 
-static const struct vdk_file_ops lending_fops = {
+static const struct vdk_file_ops fops = {
     .version = 3,
     .pread = f_pread,
     .pwrite = f_pwrite,
@@ -124,7 +117,7 @@ static int s_open(vdk_store *st, const char *name, unsigned flags, vdk_file **ou
     if (r < 0)
         return r;
     struct ffile *x = calloc(1, sizeof(*x));
-    x->base.ops = s->piece ? &lending_fops : &fops;
+    x->base.ops = &fops;
     x->st = s;
     x->inner = in;
     *out = &x->base;

@@ -9,10 +9,11 @@
 vdk_store *faultstore_new(vdk_store *inner, unsigned long fail_at);
 /* Writes seen so far. */
 unsigned long faultstore_writes(vdk_store *s);
-/* From now on, files opened lend what they read (file ops version 3), in
- * pieces of at most 'piece' bytes copied out of the inner file (whose
- * descriptors are not passed on); pin number fail_pin fails with -EIO
- * (counting from this call; 0 never). */
+/* From now on the store's files lend what they read (file ops version 3;
+ * before, and with piece 0, pin answers -EOPNOTSUPP), in pieces of at most
+ * 'piece' bytes copied out of the inner file (whose descriptors are never
+ * passed on); pin number fail_pin fails with -EIO (counting from this
+ * call; 0 never). */
 void faultstore_lend(vdk_store *s, size_t piece, unsigned long fail_pin);
 /* Pieces lent and not given back yet. */
 long faultstore_lent(vdk_store *s);

@@ -89,6 +89,48 @@ static unsigned assemble(const vdk_segment *seg, int k, const uint8_t *buf, uint
     return named;
 }
 
+/* rounds random reads (any range, any room from 1 to 16) through
+ * vdk_read_vec, or vdk_read_lend with lent_by set, each checked against
+ * the model and its lent pieces given back; returns the pieces named in
+ * files and, in *lent, the pieces lent. */
+static unsigned random_reads(vdk_disk *d, const uint8_t *model, uint64_t seed, int rounds,
+                             vdk_store *lent_by, unsigned *lent)
+{
+    uint8_t *buf = malloc(2 * MiB), *out = malloc(2 * MiB);
+    vdk_segment seg[16];
+    unsigned named = 0;
+    *lent = 0;
+    for (int i = 0; i < rounds; i++) {
+        uint64_t off = rnd(&seed) % N;
+        size_t len = (size_t)(rnd(&seed) % (2 * MiB)) + 1;
+        unsigned room = 1 + (unsigned)(rnd(&seed) % 16);
+        int k = lent_by ? vdk_read_lend(d, buf, len, off, seg, room)
+                        : vdk_read_vec(d, buf, len, off, seg, room);
+        size_t want = len < N - off ? len : N - off;
+        cr_assert_gt(k, 0);
+        cr_assert_leq((unsigned)k, room);
+        size_t total = 0;
+        for (int j = 0; j < k; j++) {
+            total += seg[j].len;
+            *lent += seg[j].fd == VDK_SEG_LENT;
+        }
+        cr_assert_eq(total, want, "pieces cover %zu of %zu bytes", total, want);
+        named += assemble(seg, k, buf, out);
+        cr_assert(!memcmp(out, model + off, want), "read at %llu+%zu (room %u, lending %d) differs",
+                  (unsigned long long)off, len, room, lent_by != NULL);
+        if (room == 1)
+            cr_assert_eq(seg[0].fd, -1, "one piece of room: everything is copied");
+        if (lent_by) {
+            vdk_read_release(seg, k);
+            cr_assert_eq(faultstore_lent(lent_by), 0, "%ld pieces not given back",
+                         faultstore_lent(lent_by));
+        }
+    }
+    free(buf);
+    free(out);
+    return named;
+}
+
 Test(read_vec, pieces_rebuild_the_bytes)
 {
     snprintf(dir, sizeof(dir), "/tmp/vdk-readvec-XXXXXX");
@@ -100,26 +142,9 @@ Test(read_vec, pieces_rebuild_the_bytes)
     vdk_disk *d = open_ok(st, "top.vmdk", VDK_OPEN_RDONLY);
     uint8_t *buf = malloc(2 * MiB), *out = malloc(2 * MiB);
     vdk_segment seg[16];
-    uint64_t s = 77;
-    unsigned named = 0;
-    for (int i = 0; i < 400; i++) {
-        uint64_t off = rnd(&s) % N;
-        size_t len = (size_t)(rnd(&s) % (2 * MiB)) + 1;
-        unsigned room = 1 + (unsigned)(rnd(&s) % 16);
-        int k = vdk_read_vec(d, buf, len, off, seg, room);
-        size_t want = len < N - off ? len : N - off;
-        cr_assert_gt(k, 0);
-        cr_assert_leq((unsigned)k, room);
-        size_t total = 0;
-        for (int j = 0; j < k; j++)
-            total += seg[j].len;
-        cr_assert_eq(total, want, "pieces cover %zu of %zu bytes", total, want);
-        named += assemble(seg, k, buf, out);
-        cr_assert(!memcmp(out, model + off, want), "read_vec at %llu+%zu (room %u) differs",
-                  (unsigned long long)off, len, room);
-        if (room == 1)
-            cr_assert_eq(seg[0].fd, -1, "one piece of room: everything is copied");
-    }
+    unsigned lent;
+    unsigned named = random_reads(d, model, 77, 400, NULL, &lent);
+    cr_assert_eq(lent, 0, "vdk_read_vec lent pieces");
     cr_assert_gt(named, 100, "local data runs are named, not copied (%u named)", named);
     cr_assert_eq(vdk_read_vec(d, buf, 10, N, seg, 4), 0, "past the capacity: nothing");
     vdk_close(d);
@@ -157,32 +182,10 @@ Test(read_vec, lent_pieces_rebuild_the_bytes)
     st = faultstore_new(local, 0);
     faultstore_lend(st, 100000, 0); /* pieces end inside grains too */
     vdk_disk *d = open_ok(st, "top.vmdk", VDK_OPEN_RDONLY);
-    uint8_t *buf = malloc(2 * MiB), *out = malloc(2 * MiB);
+    uint8_t *buf = malloc(2 * MiB);
     vdk_segment seg[16];
-    uint64_t s = 78;
-    unsigned lent = 0;
-    for (int i = 0; i < 300; i++) {
-        uint64_t off = rnd(&s) % N;
-        size_t len = (size_t)(rnd(&s) % (2 * MiB)) + 1;
-        unsigned room = 1 + (unsigned)(rnd(&s) % 16);
-        int k = vdk_read_lend(d, buf, len, off, seg, room);
-        size_t want = len < N - off ? len : N - off;
-        cr_assert_gt(k, 0);
-        cr_assert_leq((unsigned)k, room);
-        size_t total = 0;
-        for (int j = 0; j < k; j++) {
-            total += seg[j].len;
-            lent += seg[j].fd == VDK_SEG_LENT;
-        }
-        cr_assert_eq(total, want, "pieces cover %zu of %zu bytes", total, want);
-        assemble(seg, k, buf, out);
-        cr_assert(!memcmp(out, model + off, want), "read_lend at %llu+%zu (room %u) differs",
-                  (unsigned long long)off, len, room);
-        if (room == 1)
-            cr_assert_eq(seg[0].fd, -1, "one piece of room: everything is copied");
-        vdk_read_release(seg, k);
-        cr_assert_eq(faultstore_lent(st), 0, "%ld pieces not given back", faultstore_lent(st));
-    }
+    unsigned lent;
+    random_reads(d, model, 78, 300, st, &lent);
     cr_assert_gt(lent, 100, "data runs are lent, not copied (%u lent)", lent);
     /* vdk_read_vec never lends */
     int k = vdk_read_vec(d, buf, 2 * MiB, 0, seg, 16);
@@ -200,7 +203,6 @@ Test(read_vec, lent_pieces_rebuild_the_bytes)
     st->ops->destroy(st);
     local->ops->destroy(local);
     free(buf);
-    free(out);
     free(model);
     char path[128];
     snprintf(path, sizeof(path), "%s/base.vmdk", dir);
