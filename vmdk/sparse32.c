@@ -144,6 +144,60 @@ static int classify(struct extent *e, struct s32 *s, uint32_t gte, uint64_t off,
     return 0;
 }
 
+/* Extend r, which ends with grain gi (in the table gde points to, 0 for
+ * none), over the grains that continue it up to off+len, across tables:
+ * long reads become few large preads, and a hole spanning many tables (an
+ * untouched range of a redo log) is one answer instead of one per table,
+ * so a chain's links above the data are asked far less often. */
+static int extend_run(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde, uint64_t off,
+                      uint64_t len, struct run *r)
+{
+    uint64_t want_end = (off + len + s->grain - 1) / s->grain;
+    uint32_t ent[512];
+    unsigned have = 0, at = 0; /* entries in ent[], the next one to use */
+    while (r->len < len && ++gi < want_end) {
+        if (gi % s->n_gtes == 0) { /* the next table */
+            int rc = ext_read_u32(e, s->gd_off + gi / s->n_gtes * 4, &gde);
+            if (rc < 0)
+                return rc;
+            have = at = 0;
+        }
+        if (gde == 0) { /* a table never allocated: a hole as a whole */
+            if (r->kind != RUN_HOLE)
+                break;
+            r->len += min_u64(len - r->len, s->gt_cover);
+            gi += s->n_gtes - 1;
+            continue;
+        }
+        if (at == have) {
+            /* the entries this run may still need, a batch at a time */
+            have = (unsigned)min_u64(min_u64(want_end - gi, 512), s->n_gtes - gi % s->n_gtes);
+            at = 0;
+            int rc = ext_read_u32s(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, ent, have);
+            if (rc < 0)
+                return rc;
+        }
+        if (r->kind == RUN_HOLE && ent[at] == 0) {
+            /* empty entries in bulk: a link above the data holds mostly those */
+            unsigned z = at + 1;
+            while (z < have && ent[z] == 0)
+                z++;
+            r->len += min_u64(len - r->len, (uint64_t)(z - at) * s->grain);
+            gi += z - at - 1;
+            at = z;
+            continue;
+        }
+        struct run nr = {0};
+        int rc = classify(e, s, ent[at++], gi * s->grain, min_u64(len - r->len, s->grain), &nr);
+        if (rc < 0)
+            return rc;
+        if (nr.kind != r->kind || (nr.kind == RUN_DATA && nr.file_off != r->file_off + r->len))
+            break;
+        r->len += nr.len;
+    }
+    return 0;
+}
+
 int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, struct run *r)
 {
     uint64_t gi = off / s->grain;
@@ -154,35 +208,13 @@ int s32_status(struct extent *e, struct s32 *s, uint64_t off, uint64_t len, stru
     if (gde == 0) {
         uint64_t end = (gi / s->n_gtes + 1) * s->gt_cover;
         *r = (struct run){.kind = RUN_HOLE, .len = min_u64(len, end - off)};
-        return 0;
-    }
-    rc = classify(e, s, gte, off, min_u64(len, (gi + 1) * s->grain - off), r);
-    if (rc < 0 || r->kind == RUN_INDIRECT)
-        return rc;
-    /* Extend the run over following grains of the same table that continue
-     * it, so long reads become few large preads. */
-    uint64_t gt_end = (gi / s->n_gtes + 1) * s->n_gtes;
-    uint64_t want_end = min_u64(gt_end, (off + len + s->grain - 1) / s->grain);
-    uint32_t ent[128];
-    unsigned have = 0, at = 0; /* entries in ent[], the next one to use */
-    while (r->len < len && ++gi < want_end) {
-        if (at == have) {
-            /* the entries this run may still need, a batch at a time */
-            have = (unsigned)min_u64(want_end - gi, 128);
-            at = 0;
-            rc = ext_read_u32s(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, ent, have);
-            if (rc < 0)
-                return rc;
-        }
-        struct run nr = {0};
-        rc = classify(e, s, ent[at++], gi * s->grain, min_u64(len - r->len, s->grain), &nr);
-        if (rc < 0)
+        gi = end / s->grain - 1; /* the table's last grain */
+    } else {
+        rc = classify(e, s, gte, off, min_u64(len, (gi + 1) * s->grain - off), r);
+        if (rc < 0 || r->kind == RUN_INDIRECT)
             return rc;
-        if (nr.kind != r->kind || (nr.kind == RUN_DATA && nr.file_off != r->file_off + r->len))
-            break;
-        r->len += nr.len;
     }
-    return 0;
+    return extend_run(e, s, gi, gde, off, len, r);
 }
 
 /* Reserve len bytes at the end of the file (called with s->lock held). */
