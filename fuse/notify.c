@@ -28,7 +28,7 @@ static struct {
     pthread_cond_t cond;
     struct fuse_session *se;
     struct job *head, **tail;
-    uint64_t queued, sent; /* tickets: jobs queued and sent so far */
+    uint64_t queued, sent; /* jobs queued and sent (or dropped) so far */
     int started, stop;
     pthread_t thread;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -76,13 +76,13 @@ static void *notifier(void *arg)
     return NULL;
 }
 
-static uint64_t queue(struct fuse_session *se, uint64_t ino, const char *name)
+static void queue(struct fuse_session *se, uint64_t ino, const char *name)
 {
     pthread_once(&once, init);
     size_t nl = strlen(name);
     struct job *j = malloc(sizeof(*j) + nl + 1);
     if (!j)
-        return 0;
+        return;
     j->ino = ino;
     j->next = NULL;
     memcpy(j->name, name, nl + 1);
@@ -92,30 +92,29 @@ static uint64_t queue(struct fuse_session *se, uint64_t ino, const char *name)
         N.se = se;
         ok = N.started = pthread_create(&N.thread, NULL, notifier, NULL) == 0;
     }
-    uint64_t ticket = 0;
     if (ok) {
         *N.tail = j;
         N.tail = &j->next;
-        ticket = ++N.queued;
+        N.queued++;
         pthread_cond_broadcast(&N.cond);
     }
     pthread_mutex_unlock(&N.lock);
     if (!ok)
         free(j);
-    return ticket;
 }
 
-uint64_t notify_inval(struct fuse_session *se, uint64_t ino)
+void notify_inval(struct fuse_session *se, uint64_t ino)
 {
-    return queue(se, ino, "");
+    queue(se, ino, "");
 }
 
-uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name)
+void notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name)
 {
-    return name[0] ? queue(se, dir, name) : 0;
+    if (name[0])
+        queue(se, dir, name);
 }
 
-int notify_wait(uint64_t ticket, unsigned ms)
+int notify_wait(unsigned ms)
 {
     pthread_once(&once, init);
     struct timespec end;
@@ -127,10 +126,11 @@ int notify_wait(uint64_t ticket, unsigned ms)
         end.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&N.lock);
+    uint64_t want = N.queued; /* what is queued now; later work is not ours */
     int r = 0;
-    while (N.started && N.sent < ticket && r == 0)
+    while (N.started && N.sent < want && r == 0)
         r = pthread_cond_timedwait(&N.cond, &N.lock, &end);
-    int done = N.sent >= ticket;
+    int done = N.sent >= want;
     pthread_mutex_unlock(&N.lock);
     return done ? 0 : -1;
 }

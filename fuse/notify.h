@@ -7,16 +7,16 @@
 struct fuse_session;
 
 /* Queue the invalidation of inode ino's cached pages and attributes; a
- * thread of its own sends it (started on first use).  Returns a ticket for
- * notify_wait, or 0 when out of memory or already stopping. */
-uint64_t notify_inval(struct fuse_session *se, uint64_t ino);
+ * thread of its own sends it (started on first use).  Nothing is queued
+ * when out of memory or already stopping. */
+void notify_inval(struct fuse_session *se, uint64_t ino);
 /* The same for the kernel's cached entry 'name' in directory dir (a
  * file that went away). */
-uint64_t notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name);
-/* Wait up to ms for everything queued up to ticket to have gone out: 0, or
- * -1 on timeout (the kernel may wait for reads that a single-threaded
- * loop cannot serve while its one thread waits here). */
-int notify_wait(uint64_t ticket, unsigned ms);
+void notify_inval_entry(struct fuse_session *se, uint64_t dir, const char *name);
+/* Wait up to ms for everything queued so far to have gone out: 0, or -1 on
+ * timeout (the kernel may wait for reads that a single-threaded loop
+ * cannot serve while its one thread waits here). */
+int notify_wait(unsigned ms);
 /* The session is about to close its descriptor: drop what is queued and
  * take nothing more (a notification sent after the close could write to a
  * descriptor number reused meanwhile).  The one in flight finishes. */

@@ -1046,31 +1046,25 @@ static unsigned node_parts(struct node *n)
 
 /* An operation changed the bytes node idx reads, and so those of every
  * link below it: drop what the kernel caches of their flat and partitions
- * (read-only links keep their pages across opens).  Returns the last
- * notification's ticket. */
-static uint64_t stale_tree(struct fs *fs, unsigned idx, unsigned depth)
+ * (read-only links keep their pages across opens). */
+static void stale_tree(struct fs *fs, unsigned idx, unsigned depth)
 {
     struct node *n = tree_node(fs, idx);
     if (!n || depth > 4096)
-        return 0;
+        return;
     unsigned k = node_parts(n);
-    uint64_t t = notify_inval(fs->se, ino_of(idx, S_FLAT));
-    for (unsigned i = 1; i <= k; i++) {
-        uint64_t pt = notify_inval(fs->se, ino_of(idx, S_PART + i));
-        t = pt > t ? pt : t; /* tickets grow; 0 is a failure */
-    }
+    notify_inval(fs->se, ino_of(idx, S_FLAT));
+    for (unsigned i = 1; i <= k; i++)
+        notify_inval(fs->se, ino_of(idx, S_PART + i));
     pthread_mutex_lock(&fs->lock);
     unsigned nk = n->n_kids;
     unsigned *kids = nk ? malloc(nk * sizeof(*kids)) : NULL;
     if (kids)
         memcpy(kids, n->kids, nk * sizeof(*kids));
     pthread_mutex_unlock(&fs->lock);
-    for (unsigned i = 0; kids && i < nk; i++) {
-        uint64_t kt = stale_tree(fs, kids[i], depth + 1);
-        t = kt > t ? kt : t;
-    }
+    for (unsigned i = 0; kids && i < nk; i++)
+        stale_tree(fs, kids[i], depth + 1);
     free(kids);
-    return t;
 }
 
 /* grow, shrink, defragment, attach and commit: the same as vdk's commands,
@@ -1095,10 +1089,11 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     __atomic_add_fetch(&fs->heavy, 1, __ATOMIC_SEQ_CST);
     pthread_rwlock_wrlock(&fs->ops_lock);
     struct node *p = n->parent >= 0 ? tree_node(fs, (unsigned)n->parent) : NULL;
+    int commit = !strcmp(verb, "commit");
     /* commit changes the parent's bytes, attach this disk's */
-    struct node *changed = !strcmp(verb, "commit") ? p : !strcmp(verb, "attach") ? n : NULL;
+    struct node *changed = commit ? p : !strcmp(verb, "attach") ? n : NULL;
     release_disk(n);
-    if (p && !strcmp(verb, "commit"))
+    if (p && commit)
         release_disk(p);
     if (!strcmp(verb, "grow"))
         r = vdk_grow(fs->store, n->name, size, &err);
@@ -1119,12 +1114,11 @@ static int heavy(struct fs *fs, struct node *n, const char *verb, const char *ar
     tree_scan(fs); /* sizes, parents and children may have changed */
     /* the command returns once the kernel dropped the old bytes (and the
      * committed child's entry); bounded, see notify_wait */
-    uint64_t t = changed ? stale_tree(fs, changed->idx, 0) : 0;
-    if (p && !strcmp(verb, "commit") && r >= 0) {
-        uint64_t et = notify_inval_entry(fs->se, ino_of(p->idx, S_CHILDREN), n->dname);
-        t = et > t ? et : t;
-    }
-    if (t && notify_wait(t, 5000) < 0)
+    if (changed)
+        stale_tree(fs, changed->idx, 0);
+    if (p && commit && r >= 0)
+        notify_inval_entry(fs->se, ino_of(p->idx, S_CHILDREN), n->dname);
+    if (changed && notify_wait(5000) < 0)
         vdkfs_say("%s: the kernel may still show cached bytes from before %s", n->name, verb);
     return r < 0 ? -vdk_errno(r) : 0;
 }
