@@ -398,9 +398,10 @@ static void read_ahead(struct bcache *c, struct bcache_file *f, uint64_t blk)
 
 /* Block blk, fetched first (with the run of missing blocks up to
  * last_blk) if the cache lacks it, and held (users) for the caller to copy
- * or lend; NULL with *err set on failure. */
+ * or lend: *got of its bytes from skip on, at most want.  NULL with *err
+ * set on failure. */
 static struct entry *acquire(struct bcache *c, struct bcache_file *f, uint64_t blk,
-                             uint64_t last_blk, int *err)
+                             uint64_t last_blk, size_t skip, size_t want, size_t *got, int *err)
 {
     pthread_mutex_lock(&c->lock);
     for (;;) {
@@ -409,6 +410,8 @@ static struct entry *acquire(struct bcache *c, struct bcache_file *f, uint64_t b
             e->users++;
             lru_front(c, e);
             pthread_mutex_unlock(&c->lock);
+            size_t k = e->len > skip ? e->len - skip : 0;
+            *got = k < want ? k : want;
             return e;
         }
         if (e) {
@@ -460,22 +463,26 @@ static void note_read(struct bcache *c, struct bcache_file *f, uint64_t off, siz
     pthread_mutex_unlock(&c->lock);
 }
 
+/* len cut to what the file holds from off on (0 past its end). */
+static size_t within(const struct bcache_file *f, uint64_t off, size_t len)
+{
+    if (off >= f->size)
+        return 0;
+    return len > f->size - off ? (size_t)(f->size - off) : len;
+}
+
 int64_t bcache_read(struct bcache *c, struct bcache_file *f, void *buf, size_t len, uint64_t off)
 {
-    if (off >= f->size || !len)
+    if (!(len = within(f, off, len)))
         return 0;
-    if (len > f->size - off)
-        len = (size_t)(f->size - off);
     uint64_t first = off / c->block, last = (off + len - 1) / c->block;
     size_t done = 0;
     for (uint64_t b = first; b <= last; b++) {
-        size_t skip = b == first ? (size_t)(off % c->block) : 0;
+        size_t skip = b == first ? (size_t)(off % c->block) : 0, n = 0;
         int err = 0;
-        struct entry *e = acquire(c, f, b, last, &err);
+        struct entry *e = acquire(c, f, b, last, skip, len - done, &n, &err);
         if (!e)
             return err;
-        size_t n = e->len > skip ? e->len - skip : 0;
-        n = n < len - done ? n : len - done;
         memcpy((char *)buf + done, e->data + skip, n);
         release(c, e);
         if (n == 0)
@@ -506,19 +513,15 @@ static void note_pin(struct bcache *c, struct bcache_file *f, uint64_t off, size
 int64_t bcache_pin(struct bcache *c, struct bcache_file *f, size_t len, uint64_t off,
                    const void **mem, void **pin)
 {
-    if (off >= f->size || !len)
+    if (!(len = within(f, off, len)))
         return 0;
-    if (len > f->size - off)
-        len = (size_t)(f->size - off);
     uint64_t blk = off / c->block, last = (off + len - 1) / c->block;
-    size_t skip = (size_t)(off % c->block);
+    size_t skip = (size_t)(off % c->block), n = 0;
     int err = 0;
     /* the run up to last is fetched at once, as a read of len would */
-    struct entry *e = acquire(c, f, blk, last, &err);
+    struct entry *e = acquire(c, f, blk, last, skip, len, &n, &err);
     if (!e)
         return err;
-    size_t n = e->len > skip ? e->len - skip : 0;
-    n = n < len ? n : len;
     if (!n) {
         release(c, e);
         return 0;

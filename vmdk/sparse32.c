@@ -95,11 +95,17 @@ int s32_in_meta(const struct s32 *s, uint64_t a, uint64_t b)
     return lo > 0 && s->meta[lo - 1].end > a;
 }
 
+/* The entry, in the directory at dir (the main or the redundant one), of
+ * the table holding grain gi (0: none allocated). */
+static int gd_entry(struct extent *e, struct s32 *s, uint64_t dir, uint64_t gi, uint32_t *gde)
+{
+    return ext_read_u32(e, dir + gi / s->n_gtes * 4, gde);
+}
+
 int s32_lookup(struct extent *e, struct s32 *s, uint64_t gi, uint32_t *gte, uint32_t *gde)
 {
-    uint64_t gdi = gi / s->n_gtes;
     *gte = 0;
-    int r = ext_read_u32(e, s->gd_off + gdi * 4, gde);
+    int r = gd_entry(e, s, s->gd_off, gi, gde);
     if (r < 0 || *gde == 0)
         return r;
     return ext_read_u32(e, (uint64_t)*gde * SECTOR + (gi % s->n_gtes) * 4, gte);
@@ -156,11 +162,10 @@ static int extend_run(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gde
     uint32_t ent[512];
     unsigned have = 0, at = 0; /* entries in ent[], the next one to use */
     while (r->len < len && ++gi < want_end) {
-        if (gi % s->n_gtes == 0) { /* the next table */
-            int rc = ext_read_u32(e, s->gd_off + gi / s->n_gtes * 4, &gde);
+        if (gi % s->n_gtes == 0) { /* the next table (batches end with one) */
+            int rc = gd_entry(e, s, s->gd_off, gi, &gde);
             if (rc < 0)
                 return rc;
-            have = at = 0;
         }
         if (gde == 0) { /* a table never allocated: a hole as a whole */
             if (r->kind != RUN_HOLE)
@@ -286,7 +291,7 @@ static int set_entries(struct extent *e, struct s32 *s, uint64_t gi, uint32_t gd
     uint64_t idx = (gi % s->n_gtes) * 4;
     if (s->rgd_off) {
         uint32_t rgde;
-        int r = ext_read_u32(e, s->rgd_off + gi / s->n_gtes * 4, &rgde);
+        int r = gd_entry(e, s, s->rgd_off, gi, &rgde);
         if (r < 0)
             return r;
         /* Only a redundant table inside the file is kept in step: a damaged
@@ -391,7 +396,7 @@ static int64_t append_run(struct extent *e, struct s32 *s, uint64_t gi, const un
     uint32_t gde = 0, gtes[RUN_MAX] = {0};
     uint64_t k = 0, gt_end = (gi / s->n_gtes + 1) * s->n_gtes;
     max = min_u64(min_u64(max, RUN_MAX), gt_end - gi);
-    int r = ext_read_u32(e, s->gd_off + gi / s->n_gtes * 4, &gde);
+    int r = gd_entry(e, s, s->gd_off, gi, &gde);
     if (r == 0 && gde)
         r = ext_read_u32s(e, (uint64_t)gde * SECTOR + (gi % s->n_gtes) * 4, gtes, (unsigned)max);
     if (r < 0)
