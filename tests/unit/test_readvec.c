@@ -131,7 +131,19 @@ static unsigned random_reads(vdk_disk *d, const uint8_t *model, uint64_t seed, i
     return named;
 }
 
-Test(read_vec, pieces_rebuild_the_bytes)
+/* The test's folder goes, passed or failed (a fini runs after a failed
+ * assertion too). */
+static void remove_dir(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/base.vmdk", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/top.vmdk", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(read_vec, pieces_rebuild_the_bytes, .fini = remove_dir)
 {
     snprintf(dir, sizeof(dir), "/tmp/vdk-readvec-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
@@ -165,13 +177,9 @@ Test(read_vec, pieces_rebuild_the_bytes)
     free(buf);
     free(out);
     free(model);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/top.vmdk", dir);
-    unlink(path);
-    rmdir(dir);
 }
 
-Test(read_vec, lent_pieces_rebuild_the_bytes)
+Test(read_vec, lent_pieces_rebuild_the_bytes, .fini = remove_dir)
 {
     snprintf(dir, sizeof(dir), "/tmp/vdk-readlend-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
@@ -204,10 +212,4 @@ Test(read_vec, lent_pieces_rebuild_the_bytes)
     local->ops->destroy(local);
     free(buf);
     free(model);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/base.vmdk", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/top.vmdk", dir);
-    unlink(path);
-    rmdir(dir);
 }
